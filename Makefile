@@ -1,0 +1,118 @@
+# Gatehouse build.
+#   make            static musl binaries: build/bin/gatehouse-proxy, build/bin/gatehouse-agent
+#   make test       unit tests (ASan+UBSan), fuzz smoke run, integration tests (pytest)
+#   make bench      gatehouse-proxy beside nginx, HAProxy and h2o
+#   make run        demo: backends + agent on demo/manifests + proxy on 127.0.0.1:8080
+# Third-party libraries are built from Debian source packages into build/deps (see tools/deps/).
+
+MUSL_CC   ?= musl-gcc
+HOST_CC   ?= cc
+FUZZ_CC   ?= clang
+PYTHON    ?= /usr/bin/python3
+VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo 0.0.0)
+
+WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CSTD      := -std=c11 -D_GNU_SOURCE
+DEPS      := build/deps/musl
+KHEADERS  := build/deps/kheaders
+REL_CFLAGS := $(CSTD) $(WARN) -O2 -g -I$(DEPS)/include -idirafter $(KHEADERS) -Ilib \
+              -DGATEHOUSE_VERSION='"$(VERSION)"'
+ASAN_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+              -fno-sanitize-recover=undefined -Ilib -DGATEHOUSE_VERSION='"$(VERSION)"'
+
+LIB_SRC   := $(wildcard lib/*.c)
+PROXY_SRC := $(wildcard proxy/*.c)
+AGENT_SRC := $(wildcard agent/*.c)
+LIB_HDR   := $(wildcard lib/*.h)
+
+DEP_LIBS_PROXY := -lyaml -ljansson -lbearssl -lpthread
+DEP_LIBS_AGENT := -lcurl -lbearssl -lyaml -ljansson -lpthread
+DEP_STAMPS := $(DEPS)/.built-bearssl $(DEPS)/.built-libyaml $(DEPS)/.built-jansson $(DEPS)/.built-curl
+
+.PHONY: all deps test unit fuzz integration bench run clean distclean
+all: build/bin/gatehouse-proxy build/bin/gatehouse-agent
+
+# ---- third-party libraries (cached; rebuilt when their recipe changes) ----
+deps: $(DEP_STAMPS)
+$(DEPS)/.built-%: tools/deps/%.sh tools/deps/common.sh
+	@./tools/install-deps build
+	tools/deps/build $*
+$(DEPS)/.built-curl: $(DEPS)/.built-bearssl
+$(KHEADERS)/.stamp:
+	mkdir -p $(KHEADERS)
+	ln -sfn /usr/include/linux $(KHEADERS)/linux
+	ln -sfn /usr/include/asm-generic $(KHEADERS)/asm-generic
+	ln -sfn /usr/include/x86_64-linux-gnu/asm $(KHEADERS)/asm
+	touch $@
+
+# ---- release binaries: static, musl ----
+build/musl/%.o: %.c $(LIB_HDR) $(wildcard proxy/*.h agent/*.h) $(DEP_STAMPS) $(KHEADERS)/.stamp
+	@mkdir -p $(dir $@)
+	$(MUSL_CC) $(REL_CFLAGS) -c $< -o $@
+
+build/bin/gatehouse-proxy: $(PROXY_SRC:%.c=build/musl/%.o) $(LIB_SRC:%.c=build/musl/%.o)
+	@mkdir -p $(dir $@)
+	$(MUSL_CC) -static -o $@ $^ -L$(DEPS)/lib $(DEP_LIBS_PROXY)
+
+build/bin/gatehouse-agent: $(AGENT_SRC:%.c=build/musl/%.o) $(LIB_SRC:%.c=build/musl/%.o)
+	@mkdir -p $(dir $@)
+	$(MUSL_CC) -static -o $@ $^ -L$(DEPS)/lib $(DEP_LIBS_AGENT)
+
+# ---- unit tests: system compiler, ASan+UBSan, Debian's libyaml/jansson ----
+# Each tests/unit/test_*.c is a program linked against every non-main object.
+build/asan/%.o: %.c $(LIB_HDR) $(wildcard proxy/*.h agent/*.h)
+	@mkdir -p $(dir $@)
+	$(HOST_CC) $(ASAN_CFLAGS) -Iproxy -Iagent -c $< -o $@
+
+ASAN_LIB   := build/asan/libgatehouse-test.a
+ASAN_OBJS  := $(patsubst %.c,build/asan/%.o,$(LIB_SRC) $(filter-out proxy/main.c,$(PROXY_SRC)) $(filter-out agent/main.c,$(AGENT_SRC)))
+$(ASAN_LIB): $(ASAN_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
+build/asan/tests/%: tests/unit/%.c tests/unit/check.h $(ASAN_LIB)
+	@mkdir -p $(dir $@)
+	$(HOST_CC) $(ASAN_CFLAGS) -Iproxy -Iagent -Itests/unit $< -o $@ $(ASAN_LIB) -lyaml -ljansson -lpthread
+
+unit: $(UNIT_BINS)
+	@./tools/install-deps test
+	@tools/run-unit-tests $(UNIT_BINS)
+
+# ---- fuzzing: libFuzzer, bounded run in make test ----
+FUZZ_SECONDS ?= 20
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+build/fuzz/%: tests/fuzz/%.c proxy/http1_parser.c proxy/http1_parser.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Iproxy -Ilib $< proxy/http1_parser.c -o $@
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do \
+	  mkdir -p build/fuzz/corpus-$$(basename $$f); \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build/fuzz/corpus-$$(basename $$f) tests/fuzz/seeds 2>build/fuzz/$$(basename $$f).log \
+	    && echo "fuzz: $$(basename $$f) ok ($(FUZZ_SECONDS)s, $$(grep -c . build/fuzz/$$(basename $$f).log) log lines)" \
+	    || { tail -40 build/fuzz/$$(basename $$f).log; echo "fuzz: $$(basename $$f) FAILED"; exit 1; }; \
+	done
+
+# ---- integration tests: the real static binaries on loopback ----
+integration: all
+	@./tools/install-deps test
+	$(PYTHON) -m pytest -q tests/integration
+
+test:
+	@./tools/install-deps test
+	@$(MAKE) --no-print-directory all
+	@tools/run-all-tests
+
+bench: all
+	@./tools/install-deps bench
+	$(PYTHON) bench/run.py
+
+run: all
+	@./tools/install-deps run
+	tools/demo
+
+clean:
+	rm -rf build/musl build/asan build/fuzz build/bin
+distclean:
+	rm -rf build
