@@ -1,0 +1,1008 @@
+/*
+ * translate.c - Kubernetes objects -> the proxy's routes document (see translate.h).
+ *
+ * Three steps. Index: our IngressClasses; Services and EndpointSlices by "namespace/name" in
+ * jansson objects used as hash maps (10,000 of each must translate well under a second); the
+ * Ingresses we serve, sorted oldest first. Build: walk those Ingresses in that order, so the
+ * first to claim a host+path+type (or the default backend) keeps it and later claimants are
+ * reported; a backend is resolved to endpoints once, the first time a kept route needs it.
+ * Emit: hosts, paths and backends in a fixed order, so unchanged input gives an identical
+ * document and the agent can skip rewriting the file.
+ *
+ * Input objects are borrowed. Index maps take references on them (jansson counts atomically),
+ * all dropped before returning, so the caller's tree is left as it was.
+ */
+#include "translate.h"
+
+#include "ingress_validate.h"
+#include "k8s_object.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LEGACY_CLASS_ANNOTATION  "kubernetes.io/ingress.class"
+#define DEFAULT_CLASS_ANNOTATION "ingressclass.kubernetes.io/is-default-class"
+#define SERVICE_NAME_LABEL       "kubernetes.io/service-name"
+#define RESOURCE_UNSUPPORTED     "resource backends are not supported"
+
+#define KEY_MAX   (63 + 1 + DNS_NAME_MAX + 1)     /* "namespace/name" */
+#define ID_MAX    (KEY_MAX + 64)                  /* "EndpointSlice namespace/name" */
+#define WHERE_MAX (ID_MAX + 64)                   /* "Ingress ns/name: rule 3 path 7" */
+#define ERR_MAX   512
+
+/* ---- diagnostics ---- */
+
+static void report(const struct translate_options *opt, const char *severity, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Names and values in messages come from the input: control characters are replaced so one
+ * diagnostic stays one log line. */
+static void report(const struct translate_options *opt, const char *severity, const char *fmt, ...)
+{
+    if (!opt->diag)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    for (char *p = msg; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    }
+    opt->diag(opt->diag_ctx, severity, msg);
+}
+
+#define report_error(opt, ...)   report(opt, "error", __VA_ARGS__)
+#define report_warning(opt, ...) report(opt, "warning", __VA_ARGS__)
+
+/* ---- the index ---- */
+
+struct ingress {
+    const json_t *spec;          /* NULL when the Ingress has none */
+    const char *ns;
+    const char *name;
+    const char *class_name;      /* annotation or spec.ingressClassName; NULL = no class */
+    int has_time;                /* creationTimestamp present and valid */
+    struct k8s_time created;
+    char key[KEY_MAX];           /* "namespace/name" */
+};
+
+struct index {
+    const struct translate_options *opt;
+    json_t *our_classes;         /* IngressClass name -> true, for classes we control */
+    int have_default_class;
+    json_t *services;            /* "ns/name" -> Service, or false when it was malformed */
+    json_t *slices;              /* "ns/service" -> array of EndpointSlices */
+    json_t *ingress_keys;        /* "ns/name" -> true: catches duplicates in a manifest dir */
+    struct ingress *ingresses;   /* every well-formed Ingress, then only the served ones */
+    size_t num_ingresses, cap_ingresses;
+};
+
+/* An object of one of our kinds, as read_object hands it to that kind's index function. */
+struct object_ref {
+    const json_t *json;
+    struct k8s_meta meta;
+    char id[ID_MAX];             /* "Service default/web", for messages */
+    char key[KEY_MAX];           /* "default/web" (just the name when cluster-scoped) */
+};
+
+static int valid_port_number(long long port)
+{
+    return port >= 1 && port <= 65535;
+}
+
+static void index_class(struct index *ix, const struct object_ref *o)
+{
+    const json_t *spec = NULL;
+    const char *controller = NULL;
+    if (k8s_object(o->json, "spec", &spec) == K8S_WRONG_TYPE ||
+        k8s_string(spec, "controller", &controller) == K8S_WRONG_TYPE) {
+        report_error(ix->opt, "%s: spec.controller must be a string; class ignored", o->id);
+        return;
+    }
+    if (!controller || !ix->opt->controller || strcmp(controller, ix->opt->controller) != 0)
+        return;
+    json_object_set_new(ix->our_classes, o->meta.name, json_true());
+    const char *is_default = k8s_annotation(&o->meta, DEFAULT_CLASS_ANNOTATION);
+    if (is_default && strcmp(is_default, "true") == 0)
+        ix->have_default_class = 1;
+}
+
+/* The class an Ingress asks for. The legacy annotation wins over the field, as it does in
+ * ingress-nginx, so that old manifests keep their meaning. Empty means no class. */
+static int ingress_class_name(const struct object_ref *o, const json_t *spec, const char **out)
+{
+    const char *field = NULL;
+    if (k8s_string(spec, "ingressClassName", &field) == K8S_WRONG_TYPE)
+        return -1;
+    const char *legacy = k8s_annotation(&o->meta, LEGACY_CLASS_ANNOTATION);
+    *out = (legacy && *legacy) ? legacy : (field && *field) ? field : NULL;
+    return 0;
+}
+
+static struct ingress *ingress_append(struct index *ix)
+{
+    if (ix->num_ingresses == ix->cap_ingresses) {
+        size_t cap = ix->cap_ingresses ? ix->cap_ingresses * 2 : 64;
+        struct ingress *grown = realloc(ix->ingresses, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        ix->ingresses = grown;
+        ix->cap_ingresses = cap;
+    }
+    return &ix->ingresses[ix->num_ingresses++];
+}
+
+static void index_ingress(struct index *ix, const struct object_ref *o)
+{
+    const json_t *spec = NULL;
+    const char *class_name = NULL;
+    if (k8s_object(o->json, "spec", &spec) == K8S_WRONG_TYPE) {
+        report_error(ix->opt, "%s: spec must be an object; Ingress ignored", o->id);
+        return;
+    }
+    if (ingress_class_name(o, spec, &class_name) < 0) {
+        report_error(ix->opt, "%s: spec.ingressClassName must be a string; Ingress ignored", o->id);
+        return;
+    }
+    if (json_object_get(ix->ingress_keys, o->key)) {
+        report_error(ix->opt, "%s: defined twice; the first definition is used", o->id);
+        return;
+    }
+    struct ingress *ing = ingress_append(ix);
+    if (!ing) {
+        report_error(ix->opt, "%s: out of memory; Ingress ignored", o->id);
+        return;
+    }
+    json_object_set_new(ix->ingress_keys, o->key, json_true());
+    *ing = (struct ingress){ .spec = spec, .ns = o->meta.ns, .name = o->meta.name,
+                             .class_name = class_name };
+    snprintf(ing->key, sizeof ing->key, "%s", o->key);
+    if (o->meta.created) {
+        ing->has_time = k8s_time_parse(o->meta.created, &ing->created) == 0;
+        if (!ing->has_time)
+            report_warning(ix->opt, "%s: metadata.creationTimestamp \"%.64s\" is not an RFC 3339 "
+                           "time; the Ingress counts as the newest", o->id, o->meta.created);
+    }
+}
+
+/* Services and EndpointSlices are checked once, here, so that resolving a backend can trust
+ * their shape; a malformed one is reported once and left out whole. The checks return 0, or -1
+ * with the reason in err. */
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A port of a Service (where = "spec.ports[0]") or of an EndpointSlice ("ports[0]"); only a
+ * Service port must carry a number (a slice port without one means "all ports"). */
+static int check_port(const json_t *port, const char *where, int number_required, char *err,
+                      size_t errlen)
+{
+    long long number = 0;
+    const char *name = NULL, *protocol = NULL;
+    if (!json_is_object(port))
+        return fail(err, errlen, "%s must be an object, got %s", where, k8s_type_name(port));
+    enum k8s_field state = k8s_integer(port, "port", &number);
+    if (state == K8S_WRONG_TYPE || (state == K8S_ABSENT && number_required) ||
+        (state == K8S_PRESENT && !valid_port_number(number)))
+        return fail(err, errlen, "%s.port must be an integer in 1..65535", where);
+    if (k8s_string(port, "name", &name) == K8S_WRONG_TYPE)
+        return fail(err, errlen, "%s.name must be a string", where);
+    if (k8s_string(port, "protocol", &protocol) == K8S_WRONG_TYPE)
+        return fail(err, errlen, "%s.protocol must be a string", where);
+    return 0;
+}
+
+static int check_ports(const json_t *ports, const char *prefix, int number_required, char *err,
+                       size_t errlen)
+{
+    const json_t *port;
+    size_t i;
+    json_array_foreach(ports, i, port) {
+        char where[32];
+        snprintf(where, sizeof where, "%sports[%zu]", prefix, i);
+        if (check_port(port, where, number_required, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static const char *external_name_problem(const char *name)
+{
+    char copy[DNS_NAME_MAX + 2];
+    size_t len = strlen(name);
+    if (len > DNS_NAME_MAX + 1)
+        return "is longer than 253 characters";
+    memcpy(copy, name, len + 1);
+    if (len > 1 && copy[len - 1] == '.')
+        copy[len - 1] = '\0';                 /* a fully qualified name is fine */
+    return dns_subdomain_problem(copy);
+}
+
+static int check_service(const json_t *service, char *err, size_t errlen)
+{
+    const json_t *spec = NULL, *ports = NULL;
+    const char *type = NULL, *external = NULL, *why;
+    enum k8s_field has_spec = k8s_object(service, "spec", &spec);
+    if (has_spec != K8S_PRESENT)
+        return fail(err, errlen, has_spec == K8S_ABSENT ? "spec is missing"
+                                                         : "spec must be an object");
+    if (k8s_string(spec, "type", &type) == K8S_WRONG_TYPE)
+        return fail(err, errlen, "spec.type must be a string");
+    if (k8s_array(spec, "ports", &ports) == K8S_WRONG_TYPE)
+        return fail(err, errlen, "spec.ports must be an array");
+    if (k8s_string(spec, "externalName", &external) == K8S_WRONG_TYPE)
+        return fail(err, errlen, "spec.externalName must be a string");
+    if (check_ports(ports, "spec.", 1, err, errlen) < 0)
+        return -1;
+    if (type && strcmp(type, "ExternalName") == 0) {
+        if (!external)
+            return fail(err, errlen, "spec.externalName is missing (type ExternalName)");
+        if ((why = external_name_problem(external)))
+            return fail(err, errlen, "spec.externalName \"%.64s\" %s", external, why);
+    }
+    return 0;
+}
+
+static void index_service(struct index *ix, const struct object_ref *o)
+{
+    char err[ERR_MAX];
+    if (json_object_get(ix->services, o->key)) {
+        report_error(ix->opt, "%s: defined twice; the first definition is used", o->id);
+        return;
+    }
+    int bad = check_service(o->json, err, sizeof err) < 0;
+    if (bad)
+        report_error(ix->opt, "%s: %s; Service ignored", o->id, err);
+    json_object_set_new(ix->services, o->key, bad ? json_false() : json_incref((json_t *)o->json));
+}
+
+static const char *address_problem(const char *type, const char *address)
+{
+    unsigned char buf[16];
+    if (strcmp(type, "IPv4") == 0)
+        return inet_pton(AF_INET, address, buf) == 1 ? NULL : "is not an IPv4 address";
+    if (strcmp(type, "IPv6") == 0)
+        return inet_pton(AF_INET6, address, buf) == 1 ? NULL : "is not an IPv6 address";
+    return dns_subdomain_problem(address);
+}
+
+static int check_slice_endpoint(const char *type, const json_t *endpoint, size_t i, char *err,
+                                size_t errlen)
+{
+    const json_t *addresses = NULL, *conditions = NULL, *address;
+    const char *why;
+    int ready;
+    size_t j;
+    if (!json_is_object(endpoint))
+        return fail(err, errlen, "endpoints[%zu] must be an object, got %s", i,
+                    k8s_type_name(endpoint));
+    if (k8s_array(endpoint, "addresses", &addresses) != K8S_PRESENT)
+        return fail(err, errlen, "endpoints[%zu].addresses must be an array", i);
+    if (k8s_object(endpoint, "conditions", &conditions) == K8S_WRONG_TYPE)
+        return fail(err, errlen, "endpoints[%zu].conditions must be an object", i);
+    if (k8s_boolean(conditions, "ready", &ready) == K8S_WRONG_TYPE)
+        return fail(err, errlen, "endpoints[%zu].conditions.ready must be a boolean", i);
+    json_array_foreach(addresses, j, address) {
+        if (!json_is_string(address))
+            return fail(err, errlen, "endpoints[%zu].addresses[%zu] must be a string, got %s", i,
+                        j, k8s_type_name(address));
+        if ((why = address_problem(type, json_string_value(address))))
+            return fail(err, errlen, "endpoints[%zu].addresses[%zu] \"%.64s\" %s (addressType %s)",
+                        i, j, json_string_value(address), why, type);
+    }
+    return 0;
+}
+
+static int check_slice(const json_t *slice, char *err, size_t errlen)
+{
+    const char *type = NULL;
+    const json_t *ports = NULL, *endpoints = NULL, *endpoint;
+    size_t i;
+    if (k8s_string(slice, "addressType", &type) != K8S_PRESENT ||
+        (strcmp(type, "IPv4") && strcmp(type, "IPv6") && strcmp(type, "FQDN")))
+        return fail(err, errlen, "addressType must be IPv4, IPv6 or FQDN");
+    if (k8s_array(slice, "ports", &ports) == K8S_WRONG_TYPE)
+        return fail(err, errlen, "ports must be an array");
+    if (k8s_array(slice, "endpoints", &endpoints) == K8S_WRONG_TYPE)
+        return fail(err, errlen, "endpoints must be an array");
+    if (check_ports(ports, "", 0, err, errlen) < 0)
+        return -1;
+    json_array_foreach(endpoints, i, endpoint) {
+        if (check_slice_endpoint(type, endpoint, i, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void index_slice(struct index *ix, const struct object_ref *o)
+{
+    const char *service = k8s_label(&o->meta, SERVICE_NAME_LABEL), *why;
+    char key[KEY_MAX], err[ERR_MAX];
+    if (!service)
+        return;                   /* not tied to a Service: nothing routes to it */
+    if ((why = dns1035_label_problem(service))) {
+        report_error(ix->opt, "%s: label %s \"%.64s\" %s; EndpointSlice ignored", o->id,
+                     SERVICE_NAME_LABEL, service, why);
+        return;
+    }
+    if (check_slice(o->json, err, sizeof err) < 0) {
+        report_error(ix->opt, "%s: %s; EndpointSlice ignored", o->id, err);
+        return;
+    }
+    snprintf(key, sizeof key, "%s/%s", o->meta.ns, service);
+    json_t *list = json_object_get(ix->slices, key);
+    if (!list) {
+        list = json_array();
+        json_object_set_new(ix->slices, key, list);
+    }
+    json_array_append(list, (json_t *)o->json);
+}
+
+struct kind {
+    const char *kind;
+    const char *api_version;
+    int namespaced;
+    const char *(*name_problem)(const char *name);
+    void (*index)(struct index *ix, const struct object_ref *o);
+};
+
+static const struct kind kinds[] = {
+    { "IngressClass",  "networking.k8s.io/v1", 0, dns_subdomain_problem,  index_class },
+    { "Ingress",       "networking.k8s.io/v1", 1, dns_subdomain_problem,  index_ingress },
+    { "Service",       "v1",                   1, dns1035_label_problem,  index_service },
+    { "EndpointSlice", "discovery.k8s.io/v1",  1, dns_subdomain_problem,  index_slice },
+};
+
+static const struct kind *find_kind(const char *name)
+{
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        if (strcmp(kinds[i].kind, name) == 0)
+            return &kinds[i];
+    }
+    return NULL;
+}
+
+/* Reads kind, apiVersion and metadata; fills o and returns its kind, or NULL when the object
+ * is none of ours, is being deleted, or is malformed (reported). */
+static const struct kind *read_object(struct index *ix, size_t i, const json_t *json,
+                                      struct object_ref *o)
+{
+    char err[ERR_MAX];
+    const char *kind_name = NULL, *why;
+    if (k8s_string(json, "kind", &kind_name) == K8S_PRESENT && !find_kind(kind_name))
+        return NULL;              /* another kind: not our business */
+    o->json = json;
+    if (k8s_meta_read(json, &o->meta, err, sizeof err) < 0) {
+        /* the name, when it could be read, tells the user which object to look at */
+        report_error(ix->opt, "objects[%zu]%s%.40s%s%.253s: %s; ignored", i, kind_name ? " " : "",
+                     kind_name ? kind_name : "", o->meta.name ? " " : "",
+                     o->meta.name ? o->meta.name : "", err);
+        return NULL;
+    }
+    const struct kind *k = find_kind(o->meta.kind);
+    if (k->namespaced && !o->meta.ns)
+        o->meta.ns = "default";   /* as kubectl does for manifests that name none */
+    snprintf(o->id, sizeof o->id, "%s %.63s%s%.253s", k->kind, k->namespaced ? o->meta.ns : "",
+             k->namespaced ? "/" : "", o->meta.name);
+    if (o->meta.deleting)
+        return NULL;
+    if (strcmp(o->meta.api_version, k->api_version) != 0) {
+        report_warning(ix->opt, "%s: apiVersion %.64s is not supported (want %s); ignored", o->id,
+                       o->meta.api_version, k->api_version);
+        return NULL;
+    }
+    if ((why = k->name_problem(o->meta.name)) ||
+        (k->namespaced && (why = dns_label_problem(o->meta.ns)))) {
+        report_error(ix->opt, "%s: metadata.%s %s; ignored", o->id,
+                     k->name_problem(o->meta.name) ? "name" : "namespace", why);
+        return NULL;
+    }
+    snprintf(o->key, sizeof o->key, "%s%s%s", k->namespaced ? o->meta.ns : "",
+             k->namespaced ? "/" : "", o->meta.name);
+    return k;
+}
+
+static int ingress_is_served(const struct index *ix, const struct ingress *ing)
+{
+    if (ing->class_name)
+        return json_object_get(ix->our_classes, ing->class_name) != NULL;
+    return ix->have_default_class || ix->opt->watch_without_class;
+}
+
+/* Oldest first; Ingresses without a usable timestamp after all others; then by namespace and
+ * name. A total order, so the outcome never depends on the input's order. */
+static int compare_ingress_age(const void *pa, const void *pb)
+{
+    const struct ingress *a = pa, *b = pb;
+    if (a->has_time != b->has_time)
+        return a->has_time ? -1 : 1;
+    int c = a->has_time ? k8s_time_compare(&a->created, &b->created) : 0;
+    if (!c)
+        c = strcmp(a->ns, b->ns);
+    return c ? c : strcmp(a->name, b->name);
+}
+
+static void index_build(struct index *ix, const json_t *objects,
+                        const struct translate_options *opt)
+{
+    static const struct translate_options no_options;
+    *ix = (struct index){ .opt = opt ? opt : &no_options, .our_classes = json_object(),
+                          .services = json_object(), .slices = json_object(),
+                          .ingress_keys = json_object() };
+    if (!json_is_array(objects)) {
+        report_error(ix->opt, "objects must be an array of Kubernetes objects, got %s",
+                     k8s_type_name(objects));
+        return;
+    }
+    size_t i;
+    const json_t *json;
+    json_array_foreach(objects, i, json) {
+        struct object_ref o;
+        const struct kind *k = read_object(ix, i, json, &o);
+        if (k)
+            k->index(ix, &o);
+    }
+    size_t kept = 0;
+    for (i = 0; i < ix->num_ingresses; i++) {
+        if (ingress_is_served(ix, &ix->ingresses[i]))
+            ix->ingresses[kept++] = ix->ingresses[i];
+    }
+    ix->num_ingresses = kept;
+    if (kept > 1)
+        qsort(ix->ingresses, kept, sizeof ix->ingresses[0], compare_ingress_age);
+}
+
+static void index_free(struct index *ix)
+{
+    json_decref(ix->our_classes);
+    json_decref(ix->services);
+    json_decref(ix->slices);
+    json_decref(ix->ingress_keys);
+    free(ix->ingresses);
+}
+
+/* ---- endpoints ---- */
+
+static const json_t *find_service_port(const json_t *spec, long long number, const char *name)
+{
+    const json_t *ports = NULL, *port;
+    size_t i;
+    k8s_array(spec, "ports", &ports);
+    json_array_foreach(ports, i, port) {
+        long long p = 0;
+        const char *n = NULL;
+        k8s_integer(port, "port", &p);
+        k8s_string(port, "name", &n);
+        if (name ? (n && strcmp(n, name) == 0) : p == number)
+            return port;
+    }
+    return NULL;
+}
+
+/* The target port of a slice for the ServicePort named service_port_name ("" when unnamed). */
+static long long slice_target_port(const json_t *slice, const char *service_port_name)
+{
+    const json_t *ports = NULL, *port;
+    size_t i;
+    k8s_array(slice, "ports", &ports);
+    json_array_foreach(ports, i, port) {
+        const char *name = NULL;
+        long long number = 0;
+        k8s_string(port, "name", &name);
+        if (strcmp(name ? name : "", service_port_name) == 0 &&
+            k8s_integer(port, "port", &number) == K8S_PRESENT)
+            return number;
+    }
+    return 0;
+}
+
+/* "10.0.0.1:80", "[fd00::1]:80", "db.example.com:5432": addresses are re-printed in canonical
+ * form so that two spellings of one address count once. */
+static void format_endpoint(const char *type, const char *address, long long port, char *out,
+                            size_t outlen)
+{
+    unsigned char buf[16];
+    char text[INET6_ADDRSTRLEN];
+    int family = strcmp(type, "IPv4") == 0 ? AF_INET : strcmp(type, "IPv6") == 0 ? AF_INET6 : 0;
+    if (family && inet_pton(family, address, buf) == 1 && inet_ntop(family, buf, text, sizeof text))
+        address = text;
+    snprintf(out, outlen, family == AF_INET6 ? "[%s]:%lld" : "%s:%lld", address, port);
+}
+
+static int endpoint_is_ready(const json_t *endpoint)
+{
+    const json_t *conditions = NULL;
+    int ready = 1;                          /* absent means ready (API convention) */
+    k8s_object(endpoint, "conditions", &conditions);
+    k8s_boolean(conditions, "ready", &ready);
+    return ready;
+}
+
+static void add_slice_endpoints(const json_t *slice, const char *service_port_name, json_t *set)
+{
+    const char *type = NULL;
+    const json_t *endpoints = NULL, *endpoint, *addresses, *address;
+    size_t i, j;
+    long long port = slice_target_port(slice, service_port_name);
+    if (!port || k8s_string(slice, "addressType", &type) != K8S_PRESENT)
+        return;
+    k8s_array(slice, "endpoints", &endpoints);
+    json_array_foreach(endpoints, i, endpoint) {
+        addresses = NULL;
+        if (!endpoint_is_ready(endpoint) ||
+            k8s_array(endpoint, "addresses", &addresses) != K8S_PRESENT)
+            continue;
+        json_array_foreach(addresses, j, address) {
+            char text[DNS_NAME_MAX + 16];
+            if (!json_is_string(address))
+                continue;
+            format_endpoint(type, json_string_value(address), port, text, sizeof text);
+            json_object_set_new(set, text, json_true());
+        }
+    }
+}
+
+static int compare_strings(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The keys of a json object, sorted; a malloc'd array the caller frees (NULL when empty). */
+static const char **sorted_keys(json_t *obj, size_t *count)
+{
+    size_t n = json_object_size(obj), i = 0;
+    const char **keys = n ? malloc(n * sizeof *keys) : NULL;
+    const char *key;
+    json_t *value;
+    *count = 0;
+    if (!keys)
+        return NULL;
+    json_object_foreach(obj, key, value)
+        keys[i++] = key;
+    qsort(keys, n, sizeof *keys, compare_strings);
+    *count = n;
+    return keys;
+}
+
+static json_t *sorted_key_array(json_t *set)
+{
+    size_t n;
+    const char **keys = sorted_keys(set, &n);
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(list, json_string(keys[i]));
+    free(keys);
+    return list;
+}
+
+static json_t *slice_endpoints(const struct index *ix, const char *service_key,
+                               const json_t *service_port)
+{
+    const char *port_name = NULL;
+    const json_t *slice;
+    size_t i;
+    json_t *set = json_object();
+    k8s_string(service_port, "name", &port_name);
+    json_array_foreach(json_object_get(ix->slices, service_key), i, slice)
+        add_slice_endpoints(slice, port_name ? port_name : "", set);
+    json_t *list = sorted_key_array(set);
+    json_decref(set);
+    return list;
+}
+
+static json_t *external_name_endpoints(const json_t *spec, long long port)
+{
+    const char *name = NULL;
+    char text[DNS_NAME_MAX + 16];
+    json_t *list = json_array();
+    if (k8s_string(spec, "externalName", &name) != K8S_PRESENT)
+        return list;                        /* check_service made sure it is there */
+    size_t len = strlen(name);
+    if (len > 1 && name[len - 1] == '.')
+        len--;                              /* the proxy resolves the bare name */
+    snprintf(text, sizeof text, "%.*s:%lld", (int)len, name, port);
+    json_array_append_new(list, json_string(text));
+    return list;
+}
+
+/* Endpoints of Service ns/name at a port given by number (port_name NULL) or by name. NULL
+ * with a reason in err when the Service or the port does not exist. */
+static json_t *service_endpoints(const struct index *ix, const char *ns, const char *name,
+                                 long long number, const char *port_name, char *err, size_t errlen)
+{
+    char key[KEY_MAX];
+    const char *type = NULL;
+    snprintf(key, sizeof key, "%s/%s", ns, name);
+    const json_t *service = json_object_get(ix->services, key);
+    if (!service || !json_is_object(service)) {
+        snprintf(err, errlen, service ? "service %s is malformed (reported above)"
+                                      : "service %s not found", key);
+        return NULL;
+    }
+    const json_t *spec = json_object_get(service, "spec");
+    const json_t *port = find_service_port(spec, number, port_name);
+    k8s_string(spec, "type", &type);
+    int external = type && strcmp(type, "ExternalName") == 0;
+    if (!port && !(external && !port_name)) {
+        if (port_name)
+            snprintf(err, errlen, "service %s has no port named \"%s\"", key, port_name);
+        else
+            snprintf(err, errlen, "service %s has no port %lld", key, number);
+        return NULL;
+    }
+    if (external) {
+        if (port)
+            k8s_integer(port, "port", &number);
+        return external_name_endpoints(spec, number);
+    }
+    return slice_endpoints(ix, key, port);
+}
+
+/* ---- building the routes ---- */
+
+struct builder {
+    const struct index *ix;
+    const struct translate_options *opt;
+    json_t *hosts;               /* host -> object: "Type path" -> route */
+    json_t *backends;            /* backend name -> backend */
+    const char *default_backend; /* a key of backends */
+    const struct ingress *default_owner;
+};
+
+static json_t *error_backend(const char *name, const char *error)
+{
+    return json_pack("{s:s, s:[], s:s}", "name", name, "endpoints", "error", error);
+}
+
+struct service_ref {
+    const char *ns;
+    const char *name;
+    long long number;            /* the port by number, or */
+    const char *port_name;       /* by name (then non-NULL) */
+};
+
+/* The backend called name, resolved on first use; service NULL means a resource backend. Its
+ * error, if any, is reported for every route that uses it, naming that route's Ingress, since
+ * each of them answers 503. Returns the name as stored in b->backends, or NULL. */
+static const char *use_backend(struct builder *b, const char *where, const char *name,
+                               const struct service_ref *service)
+{
+    char err[ERR_MAX];
+    json_t *backend = json_object_get(b->backends, name);
+    if (!backend) {
+        json_t *endpoints = NULL;
+        if (service)
+            endpoints = service_endpoints(b->ix, service->ns, service->name, service->number,
+                                          service->port_name, err, sizeof err);
+        else
+            snprintf(err, sizeof err, "%s", RESOURCE_UNSUPPORTED);
+        if (endpoints)
+            backend = json_pack("{s:s, s:o}", "name", name, "endpoints", endpoints);
+        else
+            backend = error_backend(name, err);
+        if (!backend || json_object_set_new(b->backends, name, backend) < 0)
+            return NULL;
+    }
+    const char *error = json_string_value(json_object_get(backend, "error"));
+    if (error)
+        report_error(b->opt, "%s: %s (answers 503)", where, error);
+    return json_string_value(json_object_get(backend, "name"));
+}
+
+static const char *service_backend(struct builder *b, const struct ingress *ing,
+                                   const char *where, const json_t *service)
+{
+    struct service_ref s = { .ns = ing->ns };
+    const json_t *port = NULL;
+    const char *why;
+    char name[KEY_MAX + 24];
+    enum k8s_field has_number = K8S_ABSENT, has_name = K8S_ABSENT;
+    if (k8s_string(service, "name", &s.name) != K8S_PRESENT) {
+        report_error(b->opt, "%s: backend service.name must be a string", where);
+        return NULL;
+    }
+    if ((why = dns1035_label_problem(s.name))) {
+        report_error(b->opt, "%s: backend service.name \"%.64s\" %s", where, s.name, why);
+        return NULL;
+    }
+    if (k8s_object(service, "port", &port) != K8S_PRESENT ||
+        (has_number = k8s_integer(port, "number", &s.number)) == K8S_WRONG_TYPE ||
+        (has_name = k8s_string(port, "name", &s.port_name)) == K8S_WRONG_TYPE ||
+        (has_number == K8S_PRESENT) == (has_name == K8S_PRESENT)) {
+        report_error(b->opt, "%s: backend service.port must hold either number (an integer) or "
+                     "name (a string)", where);
+        return NULL;
+    }
+    if (has_number == K8S_PRESENT && !valid_port_number(s.number)) {
+        report_error(b->opt, "%s: backend service.port.number %lld is not in 1..65535", where,
+                     s.number);
+        return NULL;
+    }
+    if (s.port_name && (why = port_name_problem(s.port_name))) {
+        report_error(b->opt, "%s: backend service.port.name \"%.64s\" %s", where, s.port_name, why);
+        return NULL;
+    }
+    if (s.port_name)
+        snprintf(name, sizeof name, "%s/%s:%s", s.ns, s.name, s.port_name);
+    else
+        snprintf(name, sizeof name, "%s/%s:%lld", s.ns, s.name, s.number);
+    return use_backend(b, where, name, &s);
+}
+
+static const char *resource_backend(struct builder *b, const struct ingress *ing,
+                                    const char *where, const json_t *resource)
+{
+    const char *kind = NULL, *name = NULL, *why;
+    char backend_name[KEY_MAX + 80];
+    if (k8s_string(resource, "kind", &kind) != K8S_PRESENT ||
+        k8s_string(resource, "name", &name) != K8S_PRESENT) {
+        report_error(b->opt, "%s: backend resource.kind and resource.name must be strings", where);
+        return NULL;
+    }
+    static const char kind_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                     "abcdefghijklmnopqrstuvwxyz0123456789";
+    size_t kind_len = strlen(kind);
+    if (kind_len == 0 || kind_len > 63 || strspn(kind, kind_chars) != kind_len) {
+        report_error(b->opt, "%s: backend resource.kind \"%.64s\" is not a kind name", where, kind);
+        return NULL;
+    }
+    if ((why = dns_subdomain_problem(name))) {
+        report_error(b->opt, "%s: backend resource.name \"%.64s\" %s", where, name, why);
+        return NULL;
+    }
+    /* "ns/Kind/name": Service backends ("ns/service:port") never hold a second '/'. */
+    snprintf(backend_name, sizeof backend_name, "%s/%s/%s", ing->ns, kind, name);
+    return use_backend(b, where, backend_name, NULL);
+}
+
+/* The backend an IngressBackend object names: its name in b->backends, or NULL (reported). */
+static const char *ingress_backend(struct builder *b, const struct ingress *ing, const char *where,
+                                   const json_t *backend)
+{
+    const json_t *service = NULL, *resource = NULL;
+    enum k8s_field has_service = k8s_object(backend, "service", &service);
+    enum k8s_field has_resource = k8s_object(backend, "resource", &resource);
+    if (!json_is_object(backend) || has_service == K8S_WRONG_TYPE ||
+        has_resource == K8S_WRONG_TYPE ||
+        (has_service == K8S_PRESENT) == (has_resource == K8S_PRESENT)) {
+        report_error(b->opt, "%s: backend must be an object naming either a service or a resource",
+                     where);
+        return NULL;
+    }
+    return service ? service_backend(b, ing, where, service)
+                   : resource_backend(b, ing, where, resource);
+}
+
+static const char *path_type_for_proxy(const char *type)
+{
+    if (strcmp(type, "Exact") == 0)
+        return "Exact";
+    if (strcmp(type, "Prefix") == 0 || strcmp(type, "ImplementationSpecific") == 0)
+        return "Prefix";
+    return NULL;
+}
+
+static void add_path(struct builder *b, const struct ingress *ing, const char *host,
+                     const char *where, const json_t *item)
+{
+    const char *path = "/", *type = NULL, *proxy_type, *why, *backend_name;
+    const json_t *backend = NULL;
+    char route_key[16 + 4096];
+    if (!json_is_object(item)) {
+        report_error(b->opt, "%s: must be an object, got %s", where, k8s_type_name(item));
+        return;
+    }
+    if (k8s_string(item, "path", &path) == K8S_WRONG_TYPE) {
+        report_error(b->opt, "%s: path must be a string; path ignored", where);
+        return;
+    }
+    if (k8s_string(item, "pathType", &type) == K8S_WRONG_TYPE) {
+        report_error(b->opt, "%s: pathType must be a string; path ignored", where);
+        return;
+    }
+    if (!type || !(proxy_type = path_type_for_proxy(type))) {
+        report_error(b->opt, "%s: pathType must be Exact, Prefix or ImplementationSpecific%s; "
+                     "path ignored", where, type ? "" : " (it is missing)");
+        return;
+    }
+    if ((why = ingress_path_problem(path))) {
+        report_error(b->opt, "%s: path \"%.200s\" %s; path ignored", where, path, why);
+        return;
+    }
+    if (strlen(path) > 4000) {
+        report_error(b->opt, "%s: path is longer than 4000 characters; path ignored", where);
+        return;
+    }
+    snprintf(route_key, sizeof route_key, "%s %s", proxy_type, path);
+    json_t *routes = json_object_get(b->hosts, host);
+    const json_t *taken = routes ? json_object_get(routes, route_key) : NULL;
+    if (taken) {
+        const char *owner = json_string_value(json_object_get(taken, "ingress"));
+        if (owner && strcmp(owner, ing->key) == 0)
+            report_warning(b->opt, "%s: host %s path %.200s (%s) is listed twice in this Ingress; "
+                           "the first is used", where, host, path, proxy_type);
+        else
+            report_warning(b->opt, "%s: host %s path %.200s (%s) is already served by Ingress %s "
+                           "(older); ignored here", where, host, path, proxy_type, owner);
+        return;
+    }
+    k8s_object(item, "backend", &backend);
+    if (!(backend_name = ingress_backend(b, ing, where, backend)))
+        return;
+    if (!routes) {
+        routes = json_object();
+        json_object_set_new(b->hosts, host, routes);
+    }
+    json_object_set_new(routes, route_key,
+                        json_pack("{s:s, s:s, s:s, s:s}", "path", path, "type", proxy_type,
+                                  "backend", backend_name, "ingress", ing->key));
+}
+
+static void add_rule(struct builder *b, const struct ingress *ing, size_t rule_index,
+                     const json_t *rule)
+{
+    const char *host = NULL, *why;
+    const json_t *http = NULL, *paths = NULL, *item;
+    char host_lower[DNS_NAME_MAX + 1], where[WHERE_MAX];
+    size_t i;
+    const char *wrong = !json_is_object(rule) ? "must be an object"
+        : k8s_string(rule, "host", &host) == K8S_WRONG_TYPE ? "host must be a string"
+        : k8s_object(rule, "http", &http) == K8S_WRONG_TYPE ? "http must be an object"
+        : k8s_array(http, "paths", &paths) == K8S_WRONG_TYPE ? "http.paths must be an array"
+        : NULL;
+    if (wrong) {
+        report_error(b->opt, "Ingress %s: rule %zu: %s; rule ignored", ing->key, rule_index, wrong);
+        return;
+    }
+    if (!host || !*host) {
+        snprintf(host_lower, sizeof host_lower, "*");
+    } else if ((why = ingress_host_problem(host, host_lower, sizeof host_lower))) {
+        report_error(b->opt, "Ingress %s: rule %zu: host \"%.253s\" %s; rule ignored", ing->key,
+                     rule_index, host, why);
+        return;
+    }
+    json_array_foreach(paths, i, item) {
+        snprintf(where, sizeof where, "Ingress %s: rule %zu path %zu", ing->key, rule_index, i);
+        add_path(b, ing, host_lower, where, item);
+    }
+}
+
+static void add_default_backend(struct builder *b, const struct ingress *ing)
+{
+    const json_t *backend = NULL;
+    char where[WHERE_MAX];
+    snprintf(where, sizeof where, "Ingress %s: spec.defaultBackend", ing->key);
+    enum k8s_field state = k8s_object(ing->spec, "defaultBackend", &backend);
+    if (state == K8S_ABSENT)
+        return;
+    if (state == K8S_WRONG_TYPE) {
+        report_error(b->opt, "%s: must be an object", where);
+        return;
+    }
+    if (b->default_owner) {
+        report_warning(b->opt, "%s: ignored: Ingress %s (older) already provides the default "
+                       "backend", where, b->default_owner->key);
+        return;
+    }
+    const char *name = ingress_backend(b, ing, where, backend);
+    if (name) {
+        b->default_backend = name;
+        b->default_owner = ing;
+    }
+}
+
+static void add_ingress(struct builder *b, const struct ingress *ing)
+{
+    const json_t *rules = NULL, *rule;
+    size_t i;
+    if (k8s_array(ing->spec, "rules", &rules) == K8S_WRONG_TYPE)
+        report_error(b->opt, "Ingress %s: spec.rules must be an array; rules ignored", ing->key);
+    json_array_foreach(rules, i, rule)
+        add_rule(b, ing, i, rule);
+    add_default_backend(b, ing);
+}
+
+/* ---- emitting ---- */
+
+/* Longest first, Exact before Prefix at equal length (the order the proxy matches in), then
+ * by path. Keys are unique per (type, path), so this is a total order. */
+static int compare_routes(const void *pa, const void *pb)
+{
+    const json_t *a = *(const json_t *const *)pa, *b = *(const json_t *const *)pb;
+    const char *path_a = json_string_value(json_object_get(a, "path"));
+    const char *path_b = json_string_value(json_object_get(b, "path"));
+    size_t len_a = strlen(path_a), len_b = strlen(path_b);
+    if (len_a != len_b)
+        return len_a > len_b ? -1 : 1;
+    int c = strcmp(json_string_value(json_object_get(a, "type")),
+                   json_string_value(json_object_get(b, "type")));
+    return c ? c : strcmp(path_a, path_b);
+}
+
+static json_t *emit_paths(json_t *routes)
+{
+    size_t n = json_object_size(routes), i = 0;
+    json_t **list = malloc((n ? n : 1) * sizeof *list);
+    json_t *paths = json_array(), *route;
+    const char *key;
+    if (!list)
+        return paths;
+    json_object_foreach(routes, key, route)
+        list[i++] = route;
+    qsort(list, n, sizeof *list, compare_routes);
+    for (i = 0; i < n; i++)
+        json_array_append(paths, list[i]);
+    free(list);
+    return paths;
+}
+
+static json_t *emit(struct builder *b)
+{
+    json_t *doc = json_object(), *backends = json_array(), *hosts = json_array();
+    size_t n, i;
+    const char **keys = sorted_keys(b->backends, &n);
+    for (i = 0; i < n; i++)
+        json_array_append(backends, json_object_get(b->backends, keys[i]));
+    free(keys);
+    keys = sorted_keys(b->hosts, &n);
+    for (i = 0; i < n; i++) {
+        json_t *paths = emit_paths(json_object_get(b->hosts, keys[i]));
+        json_array_append_new(hosts, json_pack("{s:s, s:o}", "host", keys[i], "paths", paths));
+    }
+    free(keys);
+    json_object_set_new(doc, "version", json_integer(1));
+    json_object_set_new(doc, "backends", backends);
+    json_object_set_new(doc, "hosts", hosts);
+    if (b->default_backend)
+        json_object_set_new(doc, "defaultBackend", json_string(b->default_backend));
+    return doc;
+}
+
+/* ---- the interface ---- */
+
+json_t *translate_routes(const json_t *objects, const struct translate_options *opt)
+{
+    struct index ix;
+    index_build(&ix, objects, opt);
+    struct builder b = { .ix = &ix, .opt = ix.opt, .hosts = json_object(),
+                         .backends = json_object() };
+    for (size_t i = 0; i < ix.num_ingresses; i++)
+        add_ingress(&b, &ix.ingresses[i]);
+    json_t *doc = emit(&b);
+    json_decref(b.hosts);
+    json_decref(b.backends);
+    index_free(&ix);
+    return doc;
+}
+
+static int compare_ingress_keys(const void *pa, const void *pb)
+{
+    const struct ingress *a = pa, *b = pb;
+    return strcmp(a->key, b->key);
+}
+
+json_t *translate_served_ingresses(const json_t *objects, const struct translate_options *opt)
+{
+    struct index ix;
+    index_build(&ix, objects, opt);
+    if (ix.num_ingresses > 1)
+        qsort(ix.ingresses, ix.num_ingresses, sizeof ix.ingresses[0], compare_ingress_keys);
+    json_t *list = json_array();
+    for (size_t i = 0; i < ix.num_ingresses; i++)
+        json_array_append_new(list, json_string(ix.ingresses[i].key));
+    index_free(&ix);
+    return list;
+}
