@@ -1,0 +1,391 @@
+/*
+ * main.c - gatehouse-agent: Kubernetes objects in, STATE/routes.yaml out.
+ *
+ * One pipeline, whatever the source: the source hands over a snapshot (a json array of objects),
+ * translate turns it into the routes document, routes_writer puts it on disk. Then the source
+ * waits for the next change. The manifest folder is the only source so far; the cluster API will
+ * be a second `struct source` beside dir_source.
+ *
+ * Diagnostics from reading and translating are the same on every render until the input
+ * changes, so they are logged when they first appear (and when they go away), not every time.
+ */
+#include "dir_watch.h"
+#include "log.h"
+#include "manifest_dir.h"
+#include "node_config.h"
+#include "routes_writer.h"
+#include "translate.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifndef GATEHOUSE_VERSION
+#define GATEHOUSE_VERSION "unknown"
+#endif
+
+#define EXIT_USAGE 2
+
+/* After a failed write (disk full, read-only remount) the same render is tried again this often:
+ * no change may come to trigger one, and the proxy would serve stale routes meanwhile. */
+#define WRITE_RETRY_MS 5000
+
+/* ---- diagnostics, logged when the set changes ---- */
+
+struct diag_set {
+    json_t *previous;   /* message -> severity, from the last completed render */
+    json_t *current;    /* being collected */
+};
+
+static void diag_collect(void *ctx, const char *severity, const char *msg)
+{
+    struct diag_set *d = ctx;
+    if (!json_object_get(d->current, msg))
+        json_object_set_new(d->current, msg, json_string(severity));
+}
+
+static void diag_begin(struct diag_set *d)
+{
+    json_decref(d->current);
+    d->current = json_object();
+}
+
+/* Logs what is new since the last render and what went away, then remembers this set. */
+static void diag_publish(struct diag_set *d)
+{
+    const char *msg;
+    json_t *severity;
+    json_object_foreach(d->current, msg, severity) {
+        if (json_object_get(d->previous, msg))
+            continue;
+        if (strcmp(json_string_value(severity), "error") == 0)
+            log_error("%s", msg);
+        else
+            log_warn("%s", msg);
+    }
+    json_object_foreach(d->previous, msg, severity)
+        if (!json_object_get(d->current, msg))
+            log_info("fixed: %s", msg);
+    json_decref(d->previous);
+    d->previous = d->current;
+    d->current = NULL;
+}
+
+/* ---- sources ---- */
+
+enum source_event { SOURCE_CHANGED, SOURCE_RELOAD, SOURCE_STOP, SOURCE_ERROR, SOURCE_TIMEOUT };
+
+struct source {
+    /* Starts watching for changes (not called with --once). Before the first snapshot, so no
+     * change between the two is missed. */
+    int (*watch)(struct source *src, char *err, size_t errlen);
+    /* A json array of objects, or NULL (err filled in) when nothing could be read. */
+    json_t *(*snapshot)(struct source *src, manifest_diag_fn *diag, void *diag_ctx,
+                        char *err, size_t errlen);
+    /* Blocks until the objects may have changed, a signal, or timeout_ms (-1: none) pass. */
+    enum source_event (*wait)(struct source *src, int timeout_ms, char *err, size_t errlen);
+    void (*close)(struct source *src);
+};
+
+struct dir_source {
+    struct source base;
+    const char *dir;
+    struct dir_watch *watcher;
+    json_t *last_good;     /* each file's documents when it last parsed */
+};
+
+static int dir_source_watch(struct source *src, char *err, size_t errlen)
+{
+    struct dir_source *ds = (struct dir_source *)src;
+    ds->watcher = dir_watch_open(ds->dir, err, errlen);
+    return ds->watcher ? 0 : -1;
+}
+
+static json_t *dir_source_snapshot(struct source *src, manifest_diag_fn *diag, void *diag_ctx,
+                                   char *err, size_t errlen)
+{
+    struct dir_source *ds = (struct dir_source *)src;
+    return manifest_dir_read(ds->dir, &ds->last_good, diag, diag_ctx, err, errlen);
+}
+
+static enum source_event dir_source_wait(struct source *src, int timeout_ms, char *err,
+                                         size_t errlen)
+{
+    struct dir_source *ds = (struct dir_source *)src;
+    switch (dir_watch_next(ds->watcher, timeout_ms, err, errlen)) {
+    case DIR_WATCH_CHANGED: return SOURCE_CHANGED;
+    case DIR_WATCH_RELOAD: return SOURCE_RELOAD;
+    case DIR_WATCH_STOP: return SOURCE_STOP;
+    case DIR_WATCH_TIMEOUT: return SOURCE_TIMEOUT;
+    default: return SOURCE_ERROR;
+    }
+}
+
+static void dir_source_close(struct source *src)
+{
+    struct dir_source *ds = (struct dir_source *)src;
+    dir_watch_close(ds->watcher);
+    json_decref(ds->last_good);
+    ds->last_good = NULL;
+}
+
+static void dir_source_init(struct dir_source *ds, const char *dir)
+{
+    ds->base = (struct source){ dir_source_watch, dir_source_snapshot, dir_source_wait,
+                                dir_source_close };
+    ds->dir = dir;
+    ds->watcher = NULL;
+    ds->last_good = NULL;
+}
+
+/* ---- the pipeline ---- */
+
+struct agent {
+    const char *state_dir;
+    struct translate_options translate;
+    struct diag_set diags;
+};
+
+enum render_result { RENDER_OK, RENDER_READ_FAILED, RENDER_WRITE_FAILED };
+
+static enum render_result render(struct agent *a, struct source *src)
+{
+    char err[512];
+    diag_begin(&a->diags);
+    json_t *objects = src->snapshot(src, diag_collect, &a->diags, err, sizeof err);
+    if (!objects) {
+        log_error("%s; keeping the previous routes", err);
+        return RENDER_READ_FAILED;
+    }
+    json_t *routes = translate_routes(objects, &a->translate);
+    json_decref(objects);
+    diag_publish(&a->diags);
+    enum routes_write_result result = routes_write(a->state_dir, routes, err, sizeof err);
+    json_decref(routes);
+    if (result == ROUTES_FAILED) {
+        log_error("cannot write routes: %s", err);
+        return RENDER_WRITE_FAILED;
+    }
+    if (result == ROUTES_UNCHANGED)
+        log_debug("routes unchanged");
+    return RENDER_OK;
+}
+
+static int run_watching(struct agent *a, struct source *src)
+{
+    char err[512];
+    if (src->watch(src, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    /* A read failure needs no timer: the folder coming back or changing is an event. */
+    enum render_result last = render(a, src);
+    for (;;) {
+        int timeout = last == RENDER_WRITE_FAILED ? WRITE_RETRY_MS : -1;
+        switch (src->wait(src, timeout, err, sizeof err)) {
+        case SOURCE_CHANGED:
+        case SOURCE_TIMEOUT:
+            last = render(a, src);
+            break;
+        case SOURCE_RELOAD:
+            log_info("SIGHUP: reading everything again");
+            json_object_clear(a->diags.previous);   /* and show every problem again */
+            last = render(a, src);
+            break;
+        case SOURCE_STOP:
+            log_info("stopping");
+            return 0;
+        case SOURCE_ERROR:
+            log_error("%s", err);
+            return 1;
+        }
+    }
+}
+
+/* ---- command line ---- */
+
+struct cli {
+    const char *manifests, *kubeconfig, *state_dir, *config, *controller;
+    int once, watch_without_class, verbose;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+        "usage: gatehouse-agent --manifests DIR [--state-dir DIR] [--once] [options]\n"
+        "Reads Kubernetes Ingress, Service, EndpointSlice, IngressClass and Secret objects and\n"
+        "writes the proxy's routes file, STATE/routes.yaml.\n"
+        "\n"
+        "  --manifests DIR        read *.yaml, *.yml, *.json from DIR, again on every change\n"
+        "  --kubeconfig FILE      read from the cluster API (not available yet)\n"
+        "  --state-dir DIR        where routes.yaml goes (config agent.stateDir,\n"
+        "                         default /var/lib/gatehouse)\n"
+        "  --once                 render once and exit (0: written, 1: not written)\n"
+        "  --config FILE          node config (default " NODE_CONFIG_DEFAULT_PATH ",\n"
+        "                         which may be absent)\n"
+        "  --controller NAME      IngressClass spec.controller to serve (config\n"
+        "                         ingress.controller)\n"
+        "  --watch-without-class  serve Ingresses without a class even with no default class\n"
+        "  --verbose              log debug lines too\n"
+        "  --help, --version\n"
+        "Flags override the config file. SIGHUP re-reads now; SIGTERM/SIGINT stop.\n");
+}
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct cli *cli)
+{
+    enum { OPT_MANIFESTS = 256, OPT_KUBECONFIG, OPT_STATE_DIR, OPT_ONCE, OPT_CONFIG,
+           OPT_CONTROLLER, OPT_WITHOUT_CLASS, OPT_VERBOSE, OPT_VERSION };
+    static const struct option options[] = {
+        { "manifests", required_argument, NULL, OPT_MANIFESTS },
+        { "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+        { "state-dir", required_argument, NULL, OPT_STATE_DIR },
+        { "once", no_argument, NULL, OPT_ONCE },
+        { "config", required_argument, NULL, OPT_CONFIG },
+        { "controller", required_argument, NULL, OPT_CONTROLLER },
+        { "watch-without-class", no_argument, NULL, OPT_WITHOUT_CLASS },
+        { "verbose", no_argument, NULL, OPT_VERBOSE },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, OPT_VERSION },
+        { NULL, 0, NULL, 0 },
+    };
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_MANIFESTS: cli->manifests = optarg; break;
+        case OPT_KUBECONFIG: cli->kubeconfig = optarg; break;
+        case OPT_STATE_DIR: cli->state_dir = optarg; break;
+        case OPT_ONCE: cli->once = 1; break;
+        case OPT_CONFIG: cli->config = optarg; break;
+        case OPT_CONTROLLER: cli->controller = optarg; break;
+        case OPT_WITHOUT_CLASS: cli->watch_without_class = 1; break;
+        case OPT_VERBOSE: cli->verbose = 1; break;
+        case 'h': usage(stdout); return 0;
+        case OPT_VERSION: printf("gatehouse-agent %s\n", GATEHOUSE_VERSION); return 0;
+        default:
+            fprintf(stderr, "try 'gatehouse-agent --help'\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "gatehouse-agent: unexpected argument '%s'; try --help\n", argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (cli->manifests && cli->kubeconfig) {
+        fprintf(stderr, "gatehouse-agent: --manifests and --kubeconfig exclude each other\n");
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* Copies a flag value over a config field. Returns -1 (logged) when it is empty or too long. */
+static int set_field(char *field, size_t size, const char *value, const char *flag)
+{
+    if (!value)
+        return 0;
+    if (!value[0] || strlen(value) >= size) {
+        log_error("%s: value must be 1 to %zu bytes long", flag, size - 1);
+        return -1;
+    }
+    memcpy(field, value, strlen(value) + 1);
+    return 0;
+}
+
+static int controller_name_ok(const char *name)
+{
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p <= ' ' || *p >= 0x7f)
+            return 0;
+    return name[0] != '\0';
+}
+
+static int same_folder(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return a[0] && b[0] && stat(a, &sa) == 0 && stat(b, &sb) == 0
+           && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* Config file first, flags over it. Returns 0, or an exit status. */
+static int load_config(const struct cli *cli, struct node_config *cfg)
+{
+    char err[512];
+    node_config_defaults(cfg);
+    const char *path = cli->config ? cli->config : NODE_CONFIG_DEFAULT_PATH;
+    if (node_config_load(cfg, path, !cli->config, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return EXIT_USAGE;
+    }
+    if (set_field(cfg->kube_manifests, sizeof cfg->kube_manifests, cli->manifests, "--manifests")
+        || set_field(cfg->kube_kubeconfig, sizeof cfg->kube_kubeconfig, cli->kubeconfig,
+                     "--kubeconfig")
+        || set_field(cfg->agent_state_dir, sizeof cfg->agent_state_dir, cli->state_dir,
+                     "--state-dir")
+        || set_field(cfg->ingress_controller, sizeof cfg->ingress_controller, cli->controller,
+                     "--controller"))
+        return EXIT_USAGE;
+    if (cli->kubeconfig)
+        cfg->kube_manifests[0] = '\0';   /* the flag picks the source over the config file */
+    if (cli->watch_without_class)
+        cfg->ingress_watch_without_class = 1;
+    if (!controller_name_ok(cfg->ingress_controller)) {
+        log_error("ingress controller name \"%s\" is empty or has spaces or control characters",
+                  cfg->ingress_controller);
+        return EXIT_USAGE;
+    }
+    if (!cfg->agent_state_dir[0]) {
+        log_error("no state folder: pass --state-dir DIR");
+        return EXIT_USAGE;
+    }
+    if (same_folder(cfg->kube_manifests, cfg->agent_state_dir)) {
+        log_error("the state folder must not be the manifest folder (routes.yaml would be read "
+                  "as a manifest)");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    log_init("gatehouse-agent", LOG_INFO);
+    struct cli cli = {0};
+    int status = parse_args(argc, argv, &cli);
+    if (status >= 0)
+        return status;
+    if (cli.verbose)
+        log_init("gatehouse-agent", LOG_DEBUG);
+
+    static struct node_config cfg;
+    if ((status = load_config(&cli, &cfg)) != 0)
+        return status;
+    if (!cfg.kube_manifests[0]) {
+        log_error("the cluster source is not available yet: pass --manifests DIR "
+                  "(or set kubernetes.manifests in the config file)");
+        return EXIT_USAGE;
+    }
+
+    struct dir_source dir_src;
+    dir_source_init(&dir_src, cfg.kube_manifests);
+    struct source *src = &dir_src.base;
+    struct agent agent = {
+        .state_dir = cfg.agent_state_dir,
+        .translate = { .controller = cfg.ingress_controller,
+                       .watch_without_class = cfg.ingress_watch_without_class },
+        .diags = { .previous = json_object() },
+    };
+    agent.translate.diag = diag_collect;
+    agent.translate.diag_ctx = &agent.diags;
+    log_info("gatehouse-agent %s: manifests %s -> %s/%s", GATEHOUSE_VERSION, cfg.kube_manifests,
+             cfg.agent_state_dir, ROUTES_FILE_NAME);
+
+    if (cli.once)
+        status = render(&agent, src) == RENDER_OK ? 0 : 1;
+    else
+        status = run_watching(&agent, src);
+    src->close(src);
+    json_decref(agent.diags.previous);
+    json_decref(agent.diags.current);
+    return status;
+}

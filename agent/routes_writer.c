@@ -1,0 +1,208 @@
+/*
+ * routes_writer.c - see routes_writer.h. Emit, compare with the file on disk, then
+ * write-temp / fsync / rename / fsync-dir.
+ */
+#include "routes_writer.h"
+
+#include "log.h"
+#include "yaml_json.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PATH_BYTES 4352
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int join_path(char *out, const char *dir, const char *name)
+{
+    int n = snprintf(out, PATH_BYTES, "%s/%s", dir, name);
+    return n > 0 && n < PATH_BYTES ? 0 : -1;
+}
+
+/* mkdir -p; every folder it creates gets mode 0755 whatever the umask. */
+static int make_dirs(const char *dir, char *err, size_t errlen)
+{
+    char path[PATH_BYTES];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) {
+        set_err(err, errlen, "state folder name too long: %.64s...", dir);
+        return -1;
+    }
+    for (char *p = path + 1; ; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(path, 0755) == 0)
+            chmod(path, 0755);   /* the proxy, maybe another user, must reach routes.yaml */
+        else if (errno != EEXIST) {
+            set_err(err, errlen, "cannot create state folder %s: %s", path, strerror(errno));
+            return -1;
+        }
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    struct stat st;
+    if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        set_err(err, errlen, "state folder %s is not a folder", dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* 1 when the file holds exactly these bytes. Any trouble reading it counts as "different". */
+static int file_has_content(const char *path, const char *data, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    int same = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len;
+    char chunk[16384];
+    size_t off = 0;
+    while (same && off < len) {
+        size_t want = len - off < sizeof chunk ? len - off : sizeof chunk;
+        ssize_t got = read(fd, chunk, want);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0 || memcmp(chunk, data + off, (size_t)got) != 0)
+            same = 0;
+        else
+            off += (size_t)got;
+    }
+    close(fd);
+    return same;
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Creates the temp file. One agent owns a state folder, so a leftover of ours from a crash (same
+ * pid after a reboot or in a container) is removed and the create retried once. */
+static int create_temp(const char *temp, char *err, size_t errlen)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST || unlink(temp) < 0)
+            break;
+    }
+    set_err(err, errlen, "cannot create %s: %s", temp, strerror(errno));
+    return -1;
+}
+
+static int fsync_dir(const char *dir, char *err, size_t errlen)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0) {
+        set_err(err, errlen, "cannot sync state folder %s: %s", dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+static int replace_file(const char *dir, const char *path, const char *data, size_t len,
+                        char *err, size_t errlen)
+{
+    char temp[PATH_BYTES], name[64];
+    snprintf(name, sizeof name, "." ROUTES_FILE_NAME ".tmp.%ld", (long)getpid());
+    if (join_path(temp, dir, name) < 0) {
+        set_err(err, errlen, "state folder name too long");
+        return -1;
+    }
+    int fd = create_temp(temp, err, errlen);
+    if (fd < 0)
+        return -1;
+    /* The umask must not decide whether the proxy (maybe another user) can read routes. */
+    if (fchmod(fd, 0644) < 0 || write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+        set_err(err, errlen, "cannot write %s: %s", temp, strerror(errno));
+        close(fd);
+        unlink(temp);
+        return -1;
+    }
+    if (close(fd) < 0) {
+        set_err(err, errlen, "cannot write %s: %s", temp, strerror(errno));
+        unlink(temp);
+        return -1;
+    }
+    if (rename(temp, path) < 0) {
+        set_err(err, errlen, "cannot replace %s: %s", path, strerror(errno));
+        unlink(temp);
+        return -1;
+    }
+    return fsync_dir(dir, err, errlen);
+}
+
+static void count_routes(const json_t *routes, size_t *hosts_out, size_t *paths_out)
+{
+    const json_t *hosts = json_object_get(routes, "hosts");
+    size_t paths = 0, i;
+    const json_t *host;
+    json_array_foreach(hosts, i, host)
+        paths += json_array_size(json_object_get(host, "paths"));
+    *hosts_out = json_array_size(hosts);
+    *paths_out = paths;
+}
+
+enum routes_write_result routes_write(const char *state_dir, const json_t *routes,
+                                      char *err, size_t errlen)
+{
+    char path[PATH_BYTES];
+    if (!state_dir[0] || join_path(path, state_dir, ROUTES_FILE_NAME) < 0) {
+        set_err(err, errlen, "bad state folder name");
+        return ROUTES_FAILED;
+    }
+    size_t len;
+    char *text = yaml_emit(routes, &len);
+    if (!text) {
+        set_err(err, errlen, "cannot serialise the routes document");
+        return ROUTES_FAILED;
+    }
+    enum routes_write_result result = ROUTES_FAILED;
+    if (make_dirs(state_dir, err, errlen) < 0)
+        goto out;
+    if (file_has_content(path, text, len)) {
+        result = ROUTES_UNCHANGED;
+        goto out;
+    }
+    if (replace_file(state_dir, path, text, len, err, errlen) < 0)
+        goto out;
+    size_t hosts, paths;
+    count_routes(routes, &hosts, &paths);
+    log_info("routes written: %zu hosts, %zu routes", hosts, paths);
+    result = ROUTES_WRITTEN;
+out:
+    free(text);
+    return result;
+}
