@@ -301,6 +301,8 @@ static int is_proxy_owned(const struct http1_header *h)
         return http1_name_is(h, "host");
     if (c == 'e')
         return http1_name_is(h, "expect");
+    if (c == 'c')                   /* re-sent from the parsed value: "5, 5" never leaks on */
+        return http1_name_is(h, "content-length");
     if (c != 'x' || h->name_len < 9)
         return 0;
     return http1_name_is(h, "x-forwarded-proto") || http1_name_is(h, "x-forwarded-host") ||
@@ -319,6 +321,8 @@ static size_t build_upstream_head(struct session *s)
 
     put(&o, r->method, r->method_len);
     PUT_LIT(&o, " ");
+    if (target_len && target[0] == '?')         /* "http://h?q" has the path "/" */
+        PUT_LIT(&o, "/");
     if (target_len)
         put(&o, target, target_len);
     else
@@ -375,8 +379,14 @@ static size_t build_upstream_head(struct session *s)
     } else {
         PUT_LIT(&o, "\r\nConnection: keep-alive\r\n");
     }
-    if (r->body == HTTP1_BODY_CHUNKED)
+    if (r->body == HTTP1_BODY_CHUNKED) {
         PUT_LIT(&o, "Transfer-Encoding: chunked\r\n");
+    } else if (r->body == HTTP1_BODY_LENGTH) {
+        char cl[40];
+        int n = snprintf(cl, sizeof cl, "Content-Length: %llu\r\n",
+                         (unsigned long long)r->content_length);
+        put(&o, cl, (size_t)n);
+    }
     PUT_LIT(&o, "\r\n");
     return o.full ? 0 : (size_t)(o.p - s->out);
 }
@@ -953,12 +963,17 @@ static size_t compact_response_head(char *head, size_t head_len, const struct ht
         head[7] = '1';              /* we speak HTTP/1.1 to the client */
     struct conn_tokens ct;
     collect_connection_fields(r->headers, r->num_headers, &ct);
+    /* A body framed by chunked coding or by the close must not also carry a Content-Length
+     * (RFC 9112 6.3: Transfer-Encoding overrides it; the client must not see both). */
+    int drop_length = r->body == HTTP1_BODY_CHUNKED || r->body == HTTP1_BODY_UNTIL_CLOSE;
     for (size_t i = 0; i < r->num_headers; i++) {
         const struct http1_header *h = &r->headers[i];
         const char *start = h->name;
         const char *stop = i + 1 < r->num_headers ? r->headers[i + 1].name : last;
         int keep = keep_upgrade && h->name_len == 7 && http1_name_is(h, "upgrade");
         if (!keep && (http1_is_hop_by_hop(h) || named_by_connection(h, &ct)))
+            continue;
+        if (drop_length && h->name_len == 14 && http1_name_is(h, "content-length"))
             continue;
         size_t n = (size_t)(stop - start);
         if (dst != start)
