@@ -12,7 +12,9 @@ export CC
 
 # fetch_source: downloads the Debian source package once (kept in build/src/download/NAME) and
 # extracts a fresh copy into $WORK, so a changed recipe never builds on a half-built tree.
-# The extracted upstream version must be the one the recipe was written for.
+# The extracted upstream version must be the one the recipe was written for. apt checked the
+# download against the signed archive index; dpkg-source checks the files against the .dsc (its
+# own signature cannot be checked without Debian's keyring, hence a warning in the log).
 fetch_source() {
     download=$ROOT/build/src/download/$name
     WORK=$ROOT/build/src/$name
@@ -33,7 +35,7 @@ fetch_source() {
                 "update tools/deps/$name.sh" >&2; return 1 ;;
     esac
     rm -rf "$WORK"
-    dpkg-source --no-check -x "$dsc" "$WORK"
+    dpkg-source -x "$dsc" "$WORK"
 }
 
 install_files() {   # install_files DESTDIR FILE...
