@@ -15,10 +15,14 @@ WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CSTD      := -std=c11 -D_GNU_SOURCE
 DEPS      := build/deps/musl
 KHEADERS  := build/deps/kheaders
-REL_CFLAGS := $(CSTD) $(WARN) -O2 -g -I$(DEPS)/include -idirafter $(KHEADERS) -Ilib \
-              -DGATEHOUSE_VERSION='"$(VERSION)"'
+REL_CFLAGS := $(CSTD) $(WARN) -O2 -g -I$(DEPS)/include -idirafter $(KHEADERS) -Ilib
 ASAN_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
-              -fno-sanitize-recover=undefined -Ilib -DGATEHOUSE_VERSION='"$(VERSION)"'
+              -fno-sanitize-recover=undefined -Ilib
+# The version reaches only the two main.c files; their objects are rebuilt when it changes.
+VERSION_STAMP := build/version.stamp
+$(shell mkdir -p build; [ "$$(cat $(VERSION_STAMP) 2>/dev/null)" = "$(VERSION)" ] || echo "$(VERSION)" > $(VERSION_STAMP))
+build/musl/proxy/main.o build/musl/agent/main.o: $(VERSION_STAMP)
+build/musl/proxy/main.o build/musl/agent/main.o: REL_CFLAGS += -DGATEHOUSE_VERSION='"$(VERSION)"'
 
 LIB_SRC   := $(wildcard lib/*.c)
 PROXY_SRC := $(wildcard proxy/*.c)

@@ -51,7 +51,13 @@ static int wake_pipe[2] = { -1, -1 };
 static pthread_t admin_thread;
 static int admin_running;
 static int64_t accept_paused_until_ms;
-static atomic_int ready;
+static atomic_int ready;      /* a routes file is loaded */
+static atomic_int serving;    /* the data listeners accept and we are not draining */
+
+void admin_set_serving(int is_serving)
+{
+    atomic_store(&serving, is_serving ? 1 : 0);
+}
 
 void admin_set_ready(int is_ready)
 {
@@ -115,7 +121,7 @@ static void route_request(struct admin_client *c, const char *path, int send_bod
     if (strcmp(path, "/healthz") == 0) {
         set_text_reply(c, 200, "ok\n", send_body);
     } else if (strcmp(path, "/readyz") == 0) {
-        if (atomic_load(&ready))
+        if (atomic_load(&ready) && atomic_load(&serving))
             set_text_reply(c, 200, "ready\n", send_body);
         else
             set_text_reply(c, 503, "not ready\n", send_body);

@@ -10,7 +10,11 @@
 
 int admin_start(const char *addr, char *err, size_t errlen);
 void admin_stop(void);
-/* /readyz answers 200 once routes are loaded and until draining starts. */
+/* /readyz answers 200 only while both hold: routes are loaded (admin_set_ready, from the
+ * reloader) and the data listeners accept connections (admin_set_serving, from main: set after
+ * server_start, cleared when draining starts). A load balancer never sees "ready" for a port
+ * that would refuse it. */
 void admin_set_ready(int ready);
+void admin_set_serving(int serving);
 
 #endif

@@ -314,6 +314,7 @@ int main(int argc, char **argv)
     reload_initial(cfg->proxy_routes);
     start_or_exit(admin_start(cfg->proxy_admin, err, sizeof err), err);
     start_or_exit(server_start(&opt, err, sizeof err), err);
+    admin_set_serving(1);
     drop_privileges(cfg);
     start_or_exit(reload_start(cfg->proxy_routes, err, sizeof err), err);
     log_info(PROGRAM " %s: serving HTTP on %s with %d workers, routes from %s",
@@ -321,7 +322,7 @@ int main(int argc, char **argv)
 
     int sig = wait_for_stop(&signals);
     log_info("%s: draining (up to %d ms)", strsignal(sig), opt.drain_timeout_ms);
-    admin_set_ready(0);
+    admin_set_serving(0);
     server_stop();
     int cut = server_wait();
     reload_stop();
