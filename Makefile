@@ -77,7 +77,7 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 build/asan/tests/%: tests/unit/%.c tests/unit/check.h $(ASAN_LIB)
 	@mkdir -p $(dir $@)
-	$(HOST_CC) $(ASAN_CFLAGS) -Iproxy -Iagent -Itests/unit $< -o $@ $(ASAN_LIB) -lyaml -ljansson -lpthread
+	$(HOST_CC) $(ASAN_CFLAGS) -Iproxy -Iagent -Itests/unit $< -o $@ $(ASAN_LIB) -lyaml -ljansson -lbearssl -lpthread
 
 unit: $(UNIT_BINS)
 	@./tools/install-deps test

@@ -34,6 +34,7 @@ struct route_match {
     const struct backend *backend;       /* NULL -> 404 */
     const char *host_label;              /* matched host entry ("*" / "_" when none): metrics label */
     const char *ingress;                 /* "namespace/name" or NULL */
+    int ssl_redirect;                    /* the host entry has sslRedirect: plain HTTP gets 308 */
 };
 
 struct route_table;
@@ -52,6 +53,10 @@ void route_table_unref(struct route_table *t);   /* frees on last reference */
 /* host: Host header value (a port is ignored, case-insensitive); path: without query. */
 void route_table_match(const struct route_table *t, const char *host, size_t host_len,
                        const char *path, size_t path_len, struct route_match *out);
+
+/* The table's certificates (its "tls" entries); never NULL for a loaded table. */
+struct tls_store;
+const struct tls_store *route_table_tls(const struct route_table *t);
 
 size_t route_table_num_hosts(const struct route_table *t);
 size_t route_table_num_routes(const struct route_table *t);
