@@ -335,18 +335,32 @@ static int add_transfer_codings(struct fields *f, const char *p, const char *end
     }
 }
 
+/* The next element of a comma-separated field value (RFC 9110 5.6.1), OWS trimmed; empty
+ * elements are skipped. Returns 0 when the list is exhausted. */
+static int next_list_element(const char **p, const char *end, const char **elem, size_t *len)
+{
+    const char *q = *p;
+    while (q < end && (is_ows(*q) || *q == ','))
+        q++;
+    if (q == end)
+        return 0;
+    const char *start = q;
+    while (q < end && *q != ',')
+        q++;
+    const char *stop = q;
+    while (stop > start && is_ows(stop[-1]))
+        stop--;
+    *p = q;
+    *elem = start;
+    *len = (size_t)(stop - start);
+    return 1;
+}
+
 static void add_connection_tokens(struct fields *f, const char *p, const char *end)
 {
-    while (p < end) {
-        while (p < end && (is_ows(*p) || *p == ','))
-            p++;
-        const char *token = p;
-        while (p < end && *p != ',')
-            p++;
-        const char *token_end = p;
-        while (token_end > token && is_ows(token_end[-1]))
-            token_end--;
-        size_t n = (size_t)(token_end - token);
+    const char *token;
+    size_t n;
+    while (next_list_element(&p, end, &token, &n)) {
         if (equals_ci(token, n, "close"))
             f->flags |= HTTP1_F_CONN_CLOSE;
         else if (equals_ci(token, n, "keep-alive"))
@@ -904,19 +918,11 @@ int http1_name_is(const struct http1_header *h, const char *lower_name)
 
 int http1_value_has_token(const char *value, size_t value_len, const char *lower_token)
 {
-    const char *p = value, *end = value + value_len;
-    while (p < end) {
-        while (p < end && (is_ows(*p) || *p == ','))
-            p++;
-        const char *token = p;
-        while (p < end && *p != ',')
-            p++;
-        const char *token_end = p;
-        while (token_end > token && is_ows(token_end[-1]))
-            token_end--;
-        if (token_end > token && equals_ci(token, (size_t)(token_end - token), lower_token))
+    const char *p = value, *end = value + value_len, *token;
+    size_t n;
+    while (next_list_element(&p, end, &token, &n))
+        if (equals_ci(token, n, lower_token))
             return 1;
-    }
     return 0;
 }
 
