@@ -10,6 +10,10 @@
  * Prefix paths are stored without trailing slashes ("/" becomes ""), so a Prefix rule of
  * length L matches a request path that starts with it and continues with '/' or ends there.
  *
+ * The "tls" entries become a tls_store owned by the table (tls_store.c loads and checks the
+ * certificate files while the table is built); it is freed with the table, so a handshake
+ * holding the table keeps its certificate.
+ *
  * DNS names among endpoints (ExternalName Services) are resolved with getaddrinfo while the
  * table is built; the build runs in the proxy's reload thread, never on the data path. A name
  * that does not resolve is logged and contributes no endpoint (that backend may then answer
@@ -22,6 +26,7 @@
 #include "route_table.h"
 
 #include "log.h"
+#include "tls_store.h"
 #include "yaml_json.h"
 
 #include <arpa/inet.h>
@@ -33,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_HOST_LEN 253
 #define ARENA_CHUNK 65536
@@ -53,6 +59,7 @@ struct host_entry {
     struct route *routes;
     size_t num_routes;
     size_t file_index;             /* hosts[i] in the file, for messages */
+    int ssl_redirect;              /* sslRedirect: true */
 };
 
 struct arena_chunk {
@@ -71,6 +78,7 @@ struct route_table {
     struct host_entry *any_host;   /* the "*" entry, or NULL */
     const struct backend *default_backend;
     size_t num_routes;
+    struct tls_store *tls;         /* NULL only for route_table_empty() */
     struct arena_chunk *arena;
 };
 
@@ -108,6 +116,7 @@ static char *arena_strndup(struct route_table *t, const char *s, size_t n)
 
 static void table_free(struct route_table *t)
 {
+    tls_store_free(t->tls);
     for (struct arena_chunk *c = t->arena, *next; c; c = next) {
         next = c->next;
         free(c);
@@ -151,6 +160,7 @@ struct build {
     char *err;
     size_t errlen;
     const struct backend **by_name;   /* backends sorted by name, for lookups */
+    const char *base_dir;             /* relative tls file paths start here; NULL: the cwd */
 };
 
 static int fail(struct build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -520,6 +530,10 @@ static int build_host(struct build *b, const json_t *jh, size_t i, struct host_e
     h->host = lower;
     h->file_index = i;
     snprintf(where, sizeof where, "hosts[%zu] (%s)", i, lower);
+    const json_t *redirect = json_object_get(jh, "sslRedirect");
+    if (redirect && !json_is_boolean(redirect))
+        return fail(b, "%s.sslRedirect: expected true or false", where);
+    h->ssl_redirect = json_is_true(redirect);
 
     const json_t *paths = json_object_get(jh, "paths");
     if (paths && !json_is_array(paths))
@@ -597,6 +611,18 @@ static int build_hosts(struct build *b, const json_t *doc)
     return 0;
 }
 
+/* Last, so a file refused for any other reason loads no key. */
+static int build_tls(struct build *b, const json_t *doc)
+{
+    const json_t *tls = json_object_get(doc, "tls");
+    if (tls && !json_is_null(tls) && !json_is_array(tls))
+        return fail(b, "tls: expected a list");
+    if (!(b->t->tls = tls_store_build(json_is_array(tls) ? tls : NULL, b->base_dir,
+                                      (int64_t)time(NULL))))
+        return oom(b);
+    return 0;
+}
+
 static int build_table(struct build *b, const json_t *doc)
 {
     if (!json_is_object(doc))
@@ -620,12 +646,13 @@ static int build_table(struct build *b, const json_t *doc)
         if (!(b->t->default_backend = find_backend(b, json_string_value(def))))
             return fail(b, "defaultBackend: \"%.200s\" is not in backends", json_string_value(def));
     }
-    return 0;
+    return build_tls(b, doc);
 }
 
-struct route_table *route_table_from_json(const json_t *doc, char *err, size_t errlen)
+static struct route_table *table_from_json(const json_t *doc, const char *base_dir, char *err,
+                                           size_t errlen)
 {
-    struct build b = { .t = route_table_empty(), .err = err, .errlen = errlen };
+    struct build b = { .t = route_table_empty(), .err = err, .errlen = errlen, .base_dir = base_dir };
     if (!b.t) {
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -639,6 +666,11 @@ struct route_table *route_table_from_json(const json_t *doc, char *err, size_t e
     return b.t;
 }
 
+struct route_table *route_table_from_json(const json_t *doc, char *err, size_t errlen)
+{
+    return table_from_json(doc, NULL, err, errlen);
+}
+
 struct route_table *route_table_load_file(const char *path, char *err, size_t errlen)
 {
     struct yaml_error yerr;
@@ -650,8 +682,12 @@ struct route_table *route_table_load_file(const char *path, char *err, size_t er
             snprintf(err, errlen, "%s: %s", path, yerr.reason);
         return NULL;
     }
-    char why[512];
-    struct route_table *t = route_table_from_json(doc, why, sizeof why);
+    /* The routes file's folder: "dir/routes.yaml" -> "dir", "routes.yaml" -> the cwd. */
+    char dir[4096] = "", why[512];
+    const char *slash = strrchr(path, '/');
+    if (slash)
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    struct route_table *t = table_from_json(doc, slash ? dir : NULL, why, sizeof why);
     json_decref(doc);
     if (!t)
         snprintf(err, errlen, "%s: %s", path, why);
@@ -730,6 +766,12 @@ void route_table_match(const struct route_table *t, const char *host, size_t hos
     out->host_label = h ? h->host : "_";
     out->backend = r ? r->backend : t->default_backend;
     out->ingress = r ? r->ingress : NULL;
+    out->ssl_redirect = h ? h->ssl_redirect : 0;
+}
+
+const struct tls_store *route_table_tls(const struct route_table *t)
+{
+    return t->tls;
 }
 
 /* ---- endpoints ---- */
