@@ -87,13 +87,16 @@ unit: $(UNIT_BINS)
 FUZZ_SECONDS ?= 20
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
-build/fuzz/%: tests/fuzz/%.c proxy/http1_parser.c proxy/http1_parser.h
+# Each target names the sources it exercises; seeds live in tests/fuzz/seeds/TARGET/.
+build/fuzz/fuzz_http1_parser: proxy/http1_parser.c proxy/http1_parser.h
+build/fuzz/fuzz_dns_wire: agent/dns_wire.c agent/dns_wire.h
+build/fuzz/%: tests/fuzz/%.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Iproxy -Ilib $< proxy/http1_parser.c -o $@
+	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Iproxy -Iagent -Ilib $(filter %.c,$^) -o $@
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do \
 	  mkdir -p build/fuzz/corpus-$$(basename $$f); \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build/fuzz/corpus-$$(basename $$f) tests/fuzz/seeds 2>build/fuzz/$$(basename $$f).log \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build/fuzz/corpus-$$(basename $$f) tests/fuzz/seeds/$$(basename $$f) 2>build/fuzz/$$(basename $$f).log \
 	    && echo "fuzz: $$(basename $$f) ok: $$(grep -o 'Done [0-9]* runs' build/fuzz/$$(basename $$f).log) in $(FUZZ_SECONDS) s, no crash" \
 	    || { tail -40 build/fuzz/$$(basename $$f).log; echo "fuzz: $$(basename $$f) FAILED"; exit 1; }; \
 	done
