@@ -2,18 +2,27 @@
  * main.c - gatehouse-agent: Kubernetes objects in, STATE/routes.yaml out.
  *
  * One pipeline, whatever the source: the source hands over a snapshot (a json array of objects),
- * translate turns it into the routes document, routes_writer puts it on disk. Then the source
- * waits for the next change. The manifest folder is the only source so far; the cluster API will
- * be a second `struct source` beside dir_source.
+ * translate turns it into the routes document and the TLS files it names, routes_publish puts
+ * both on disk (files first). Then the source waits for the next change. The manifest folder
+ * is the only source so far; the cluster API will be a second `struct source` beside
+ * dir_source.
  *
  * Diagnostics from reading and translating are the same on every render until the input
  * changes, so they are logged when they first appear (and when they go away), not every time.
+ *
+ * DNS: when the node config lists DNS sinks, each successful render also computes the names to
+ * publish (dns_records) and hands them to the DNS thread (dns_sync), which never holds up the
+ * next render. With --once the sinks are reconciled once, in line, after the routes are written.
  */
 #include "dir_watch.h"
+#include "dns_config.h"
+#include "dns_records.h"
+#include "dns_sync.h"
 #include "log.h"
 #include "manifest_dir.h"
 #include "node_config.h"
 #include "routes_writer.h"
+#include "tls_files.h"
 #include "translate.h"
 
 #include <getopt.h>
@@ -21,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #ifndef GATEHOUSE_VERSION
 #define GATEHOUSE_VERSION "unknown"
@@ -146,7 +156,31 @@ struct agent {
     const char *state_dir;
     struct translate_options translate;
     struct diag_set diags;
+    struct dns_sync_options dns;     /* dns.config->count == 0: no DNS */
+    struct dns_sync *dns_sync;       /* the DNS thread, once started */
+    struct dns_desired dns_desired;  /* from the last successful render */
 };
+
+/* The names to publish, when DNS is configured (else none). */
+static struct dns_desired dns_collect(struct agent *a, const json_t *objects)
+{
+    struct dns_desired names = { 0 };
+    if (a->dns.config->count && dns_desired_from_objects(objects, &a->translate, &names) < 0)
+        log_error("DNS: out of memory; the names are not updated");
+    return names;
+}
+
+/* After a successful render: the names become the ones DNS is kept in line with. */
+static void dns_publish(struct agent *a, struct dns_desired *names)
+{
+    if (!a->dns.config->count)
+        return;
+    dns_desired_free(&a->dns_desired);
+    a->dns_desired = *names;
+    *names = (struct dns_desired){ 0 };
+    if (a->dns_sync)
+        dns_sync_submit(a->dns_sync, &a->dns_desired);
+}
 
 enum render_result { RENDER_OK, RENDER_READ_FAILED, RENDER_WRITE_FAILED };
 
@@ -159,17 +193,24 @@ static enum render_result render(struct agent *a, struct source *src)
         log_error("%s; keeping the previous routes", err);
         return RENDER_READ_FAILED;
     }
-    json_t *routes = translate_routes(objects, &a->translate);
+    json_t *tls_files = NULL;
+    a->translate.now = (int64_t)time(NULL);   /* certificates are checked against it */
+    json_t *routes = translate_routes(objects, &a->translate, &tls_files);
+    struct dns_desired names = dns_collect(a, objects);
     json_decref(objects);
     diag_publish(&a->diags);
-    enum routes_write_result result = routes_write(a->state_dir, routes, err, sizeof err);
+    enum routes_write_result result = routes_publish(a->state_dir, routes, tls_files, err,
+                                                     sizeof err);
     json_decref(routes);
+    tls_files_free(tls_files);
     if (result == ROUTES_FAILED) {
         log_error("cannot write routes: %s", err);
+        dns_desired_free(&names);
         return RENDER_WRITE_FAILED;
     }
     if (result == ROUTES_UNCHANGED)
         log_debug("routes unchanged");
+    dns_publish(a, &names);
     return RENDER_OK;
 }
 
@@ -177,6 +218,11 @@ static int run_watching(struct agent *a, struct source *src)
 {
     char err[512];
     if (src->watch(src, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    /* after watch: the thread inherits the signal mask dir_watch set up */
+    if (a->dns.config->count && !(a->dns_sync = dns_sync_start(&a->dns, err, sizeof err))) {
         log_error("%s", err);
         return 1;
     }
@@ -207,7 +253,7 @@ static int run_watching(struct agent *a, struct source *src)
 /* ---- command line ---- */
 
 struct cli {
-    const char *manifests, *kubeconfig, *state_dir, *config, *controller;
+    const char *manifests, *kubeconfig, *state_dir, *config, *controller, *node_address;
     int once, watch_without_class, verbose;
 };
 
@@ -216,7 +262,7 @@ static void usage(FILE *out)
     fprintf(out,
         "usage: gatehouse-agent --manifests DIR [--state-dir DIR] [--once] [options]\n"
         "Reads Kubernetes Ingress, Service, EndpointSlice, IngressClass and Secret objects and\n"
-        "writes the proxy's routes file, STATE/routes.yaml.\n"
+        "writes the proxy's routes file, STATE/routes.yaml (certificates under STATE/tls/).\n"
         "\n"
         "  --manifests DIR        read *.yaml, *.yml, *.json from DIR, again on every change\n"
         "  --kubeconfig FILE      read from the cluster API (not available yet)\n"
@@ -228,6 +274,7 @@ static void usage(FILE *out)
         "  --controller NAME      IngressClass spec.controller to serve (config\n"
         "                         ingress.controller)\n"
         "  --watch-without-class  serve Ingresses without a class even with no default class\n"
+        "  --node-address IP[,IP] the addresses DNS records point at (config node.address)\n"
         "  --verbose              log debug lines too\n"
         "  --help, --version\n"
         "Flags override the config file. SIGHUP re-reads now; SIGTERM/SIGINT stop.\n");
@@ -237,7 +284,7 @@ static void usage(FILE *out)
 static int parse_args(int argc, char **argv, struct cli *cli)
 {
     enum { OPT_MANIFESTS = 256, OPT_KUBECONFIG, OPT_STATE_DIR, OPT_ONCE, OPT_CONFIG,
-           OPT_CONTROLLER, OPT_WITHOUT_CLASS, OPT_VERBOSE, OPT_VERSION };
+           OPT_CONTROLLER, OPT_WITHOUT_CLASS, OPT_VERBOSE, OPT_VERSION, OPT_NODE_ADDRESS };
     static const struct option options[] = {
         { "manifests", required_argument, NULL, OPT_MANIFESTS },
         { "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
@@ -246,6 +293,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
         { "config", required_argument, NULL, OPT_CONFIG },
         { "controller", required_argument, NULL, OPT_CONTROLLER },
         { "watch-without-class", no_argument, NULL, OPT_WITHOUT_CLASS },
+        { "node-address", required_argument, NULL, OPT_NODE_ADDRESS },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, OPT_VERSION },
@@ -261,6 +309,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
         case OPT_CONFIG: cli->config = optarg; break;
         case OPT_CONTROLLER: cli->controller = optarg; break;
         case OPT_WITHOUT_CLASS: cli->watch_without_class = 1; break;
+        case OPT_NODE_ADDRESS: cli->node_address = optarg; break;
         case OPT_VERBOSE: cli->verbose = 1; break;
         case 'h': usage(stdout); return 0;
         case OPT_VERSION: printf("gatehouse-agent %s\n", GATEHOUSE_VERSION); return 0;
@@ -347,6 +396,36 @@ static int load_config(const struct cli *cli, struct node_config *cfg)
     return 0;
 }
 
+/* The `dns:` list of the same config file, and the addresses the records point at. Returns 0,
+ * or an exit status. */
+static int load_dns(const struct cli *cli, const struct node_config *cfg, struct dns_config *dns,
+                    struct dns_address *addrs, size_t *naddrs)
+{
+    char err[512];
+    const char *path = cli->config ? cli->config : NODE_CONFIG_DEFAULT_PATH;
+    *naddrs = 0;
+    if (dns_config_load(dns, path, !cli->config, cfg->node_name, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return EXIT_USAGE;
+    }
+    const char *list = cli->node_address ? cli->node_address : cfg->node_address;
+    if (!dns->count)
+        return 0;
+    if (!list[0]) {
+        log_error("DNS sinks are configured but the node has no address: set node.address or "
+                  "pass --node-address IP");
+        return EXIT_USAGE;
+    }
+    int n = dns_address_parse(list, addrs, DNS_ADDRESSES_MAX, err, sizeof err);
+    if (n <= 0) {
+        log_error("%s: %s", cli->node_address ? "--node-address" : "node.address",
+                  n < 0 ? err : "no address");
+        return EXIT_USAGE;
+    }
+    *naddrs = (size_t)n;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     log_init("gatehouse-agent", LOG_INFO);
@@ -366,6 +445,12 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
 
+    static struct dns_config dns;
+    static struct dns_address addrs[DNS_ADDRESSES_MAX];
+    size_t naddrs;
+    if ((status = load_dns(&cli, &cfg, &dns, addrs, &naddrs)) != 0)
+        return status;
+
     struct dir_source dir_src;
     dir_source_init(&dir_src, cfg.kube_manifests);
     struct source *src = &dir_src.base;
@@ -374,16 +459,24 @@ int main(int argc, char **argv)
         .translate = { .controller = cfg.ingress_controller,
                        .watch_without_class = cfg.ingress_watch_without_class },
         .diags = { .previous = json_object() },
+        .dns = { .config = &dns, .addrs = addrs, .naddrs = naddrs,
+                 .state_dir = cfg.agent_state_dir },
     };
     agent.translate.diag = diag_collect;
     agent.translate.diag_ctx = &agent.diags;
     log_info("gatehouse-agent %s: manifests %s -> %s/%s", GATEHOUSE_VERSION, cfg.kube_manifests,
              cfg.agent_state_dir, ROUTES_FILE_NAME);
 
-    if (cli.once)
+    if (cli.once) {
         status = render(&agent, src) == RENDER_OK ? 0 : 1;
-    else
+        if (status == 0 && dns.count)   /* DNS failures are logged; the routes are written */
+            dns_sync_run_once(&agent.dns, &agent.dns_desired);
+    } else {
         status = run_watching(&agent, src);
+    }
+    dns_sync_stop(agent.dns_sync);
+    dns_desired_free(&agent.dns_desired);
+    dns_config_free(&dns);
     src->close(src);
     json_decref(agent.diags.previous);
     json_decref(agent.diags.current);

@@ -1,10 +1,11 @@
 /*
  * routes_writer.c - see routes_writer.h. Emit, compare with the file on disk, then
- * write-temp / fsync / rename / fsync-dir.
+ * write-temp / fsync / rename / fsync-dir. routes_publish puts the TLS files around that.
  */
 #include "routes_writer.h"
 
 #include "log.h"
+#include "tls_files.h"
 #include "yaml_json.h"
 
 #include <errno.h>
@@ -204,5 +205,26 @@ enum routes_write_result routes_write(const char *state_dir, const json_t *route
     result = ROUTES_WRITTEN;
 out:
     free(text);
+    return result;
+}
+
+enum routes_write_result routes_publish(const char *state_dir, const json_t *routes,
+                                        const json_t *tls_files, char *err, size_t errlen)
+{
+    char prune_err[512];
+    if (!state_dir[0]) {
+        set_err(err, errlen, "bad state folder name");
+        return ROUTES_FAILED;
+    }
+    if (json_object_size(tls_files) &&
+        (make_dirs(state_dir, err, errlen) < 0 || tls_files_write(state_dir, tls_files, err,
+                                                                   errlen) < 0))
+        return ROUTES_FAILED;
+    enum routes_write_result result = routes_write(state_dir, routes, err, errlen);
+    if (result == ROUTES_FAILED)
+        return result;
+    /* A file that cannot be removed costs only disk space; the routes are in place. */
+    if (tls_files_prune(state_dir, tls_files, prune_err, sizeof prune_err) < 0)
+        log_warn("%s", prune_err);
     return result;
 }

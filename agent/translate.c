@@ -1,13 +1,16 @@
 /*
  * translate.c - Kubernetes objects -> the proxy's routes document (see translate.h).
  *
- * Three steps. Index: our IngressClasses; Services and EndpointSlices by "namespace/name" in
- * jansson objects used as hash maps (10,000 of each must translate well under a second); the
- * Ingresses we serve, sorted oldest first. Build: walk those Ingresses in that order, so the
- * first to claim a host+path+type (or the default backend) keeps it and later claimants are
- * reported; a backend is resolved to endpoints once, the first time a kept route needs it.
- * Emit: hosts, paths and backends in a fixed order, so unchanged input gives an identical
- * document and the agent can skip rewriting the file.
+ * Three steps. Index: our IngressClasses; Services, EndpointSlices and Secrets by
+ * "namespace/name" in jansson objects used as hash maps (10,000 of each must translate well
+ * under a second); the Ingresses we serve, sorted oldest first. Build: walk those Ingresses in
+ * that order, so the first to claim a host+path+type (or the default backend) keeps it and later
+ * claimants are reported; a backend is resolved to endpoints once, the first time a kept route
+ * needs it. Then walk them again for spec.tls, the same way: the first to claim a host's
+ * certificate keeps it, and a Secret is checked the first time an Ingress names it (see
+ * "certificates" below for the TLS and redirect rules). Emit: hosts, paths, backends and tls
+ * entries in a fixed order, so unchanged input gives an identical document and the agent can
+ * skip rewriting the file.
  *
  * Input objects are borrowed. Index maps take references on them (jansson counts atomically),
  * all dropped before returning, so the caller's tree is left as it was.
@@ -16,6 +19,8 @@
 
 #include "ingress_validate.h"
 #include "k8s_object.h"
+#include "tls_files.h"
+#include "tls_material.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -26,6 +31,9 @@
 #define LEGACY_CLASS_ANNOTATION  "kubernetes.io/ingress.class"
 #define DEFAULT_CLASS_ANNOTATION "ingressclass.kubernetes.io/is-default-class"
 #define SERVICE_NAME_LABEL       "kubernetes.io/service-name"
+#define SSL_REDIRECT_ANNOTATION  "gatehouse.dev/ssl-redirect"
+#define NGINX_SSL_REDIRECT_ANNOTATION "nginx.ingress.kubernetes.io/ssl-redirect"
+#define TLS_SECRET_TYPE          "kubernetes.io/tls"
 #define RESOURCE_UNSUPPORTED     "resource backends are not supported"
 
 #define KEY_MAX   (63 + 1 + DNS_NAME_MAX + 1)     /* "namespace/name" */
@@ -66,6 +74,8 @@ struct ingress {
     const char *ns;
     const char *name;
     const char *class_name;      /* annotation or spec.ingressClassName; NULL = no class */
+    const char *ssl_redirect;    /* the gatehouse.dev annotation, NULL when absent */
+    const char *nginx_ssl_redirect;   /* the ingress-nginx one, for migrating users */
     int has_time;                /* creationTimestamp present and valid */
     struct k8s_time created;
     char key[KEY_MAX];           /* "namespace/name" */
@@ -77,6 +87,7 @@ struct index {
     int have_default_class;
     json_t *services;            /* "ns/name" -> Service, or false when it was malformed */
     json_t *slices;              /* "ns/service" -> array of EndpointSlices */
+    json_t *secrets;             /* "ns/name" -> Secret (checked only when an Ingress names it) */
     json_t *ingress_keys;        /* "ns/name" -> true: catches duplicates in a manifest dir */
     struct ingress *ingresses;   /* every well-formed Ingress, then only the served ones */
     size_t num_ingresses, cap_ingresses;
@@ -160,7 +171,10 @@ static void index_ingress(struct index *ix, const struct object_ref *o)
     }
     json_object_set_new(ix->ingress_keys, o->key, json_true());
     *ing = (struct ingress){ .spec = spec, .ns = o->meta.ns, .name = o->meta.name,
-                             .class_name = class_name };
+                             .class_name = class_name,
+                             .ssl_redirect = k8s_annotation(&o->meta, SSL_REDIRECT_ANNOTATION),
+                             .nginx_ssl_redirect = k8s_annotation(&o->meta,
+                                                                  NGINX_SSL_REDIRECT_ANNOTATION) };
     snprintf(ing->key, sizeof ing->key, "%s", o->key);
     if (o->meta.created) {
         ing->has_time = k8s_time_parse(o->meta.created, &ing->created) == 0;
@@ -351,6 +365,17 @@ static void index_slice(struct index *ix, const struct object_ref *o)
     json_array_append(list, (json_t *)o->json);
 }
 
+/* Secrets are many and mostly not ours (service-account tokens, app config): they are only
+ * looked at when an Ingress names one, so nothing is reported about the others. */
+static void index_secret(struct index *ix, const struct object_ref *o)
+{
+    if (json_object_get(ix->secrets, o->key)) {
+        report_error(ix->opt, "%s: defined twice; the first definition is used", o->id);
+        return;
+    }
+    json_object_set(ix->secrets, o->key, (json_t *)o->json);
+}
+
 struct kind {
     const char *kind;
     const char *api_version;
@@ -364,6 +389,7 @@ static const struct kind kinds[] = {
     { "Ingress",       "networking.k8s.io/v1", 1, dns_subdomain_problem,  index_ingress },
     { "Service",       "v1",                   1, dns1035_label_problem,  index_service },
     { "EndpointSlice", "discovery.k8s.io/v1",  1, dns_subdomain_problem,  index_slice },
+    { "Secret",        "v1",                   1, dns_subdomain_problem,  index_secret },
 };
 
 static const struct kind *find_kind(const char *name)
@@ -441,7 +467,7 @@ static void index_build(struct index *ix, const json_t *objects,
     static const struct translate_options no_options;
     *ix = (struct index){ .opt = opt ? opt : &no_options, .our_classes = json_object(),
                           .services = json_object(), .slices = json_object(),
-                          .ingress_keys = json_object() };
+                          .secrets = json_object(), .ingress_keys = json_object() };
     if (!json_is_array(objects)) {
         report_error(ix->opt, "objects must be an array of Kubernetes objects, got %s",
                      k8s_type_name(objects));
@@ -470,6 +496,7 @@ static void index_free(struct index *ix)
     json_decref(ix->our_classes);
     json_decref(ix->services);
     json_decref(ix->slices);
+    json_decref(ix->secrets);
     json_decref(ix->ingress_keys);
     free(ix->ingresses);
 }
@@ -660,7 +687,408 @@ struct builder {
     json_t *backends;            /* backend name -> backend */
     const char *default_backend; /* a key of backends */
     const struct ingress *default_owner;
+    json_t *redirect_off;        /* host -> first Ingress with paths there refusing sslRedirect */
+    json_t *certs;               /* "ns/secret" -> {cert, key} file names, or {error} */
+    json_t *pems;                /* file name -> content, for every Secret that passed */
+    json_t *cert_owner;          /* host -> {where, ingress, secret, cert}: its first tls entry */
+    json_t *tls_entries;         /* the routes file's tls entries, oldest Ingress first */
 };
+
+/* ---- certificates (spec.tls) ----
+ *
+ * What ingress-nginx users expect, in the routes file's terms:
+ * - Each spec.tls entry names a Secret of type kubernetes.io/tls in the Ingress's namespace.
+ *   Its tls.crt (the chain, leaf first) and tls.key, from data (base64) or stringData (as
+ *   written in manifests; kubectl would convert it), are checked with tls_material_parse at
+ *   opt->now. A Secret that is missing, of another type, undecodable, whose key does not match,
+ *   or expired is reported naming the Ingress and the Secret, and its hosts get the proxy's
+ *   default certificate; nothing else changes. Each Secret is checked once per translation.
+ * - hosts are the names the certificate serves (SNI). The API documents an empty list as "the
+ *   wildcard host setting of the controller"; here that means the Ingress's own rule hosts.
+ *   An entry without secretName asks for the default certificate: it claims no host.
+ * - A host named by several Ingresses keeps the oldest one's Secret, even when that Secret is
+ *   refused (as with paths, which Ingress wins never depends on what a Secret holds); the
+ *   others are reported unless they name the same certificate.
+ * - sslRedirect (plain HTTP -> 308 to https) is set on a host entry when a valid certificate
+ *   serves exactly that host, unless an Ingress owning any of the entry's paths says "false"
+ *   in gatehouse.dev/ssl-redirect or, failing that, nginx.ingress.kubernetes.io/ssl-redirect.
+ *   ingress-nginx decides per path; the routes file has one flag per host, so one Ingress
+ *   opting out turns it off for the whole host: whoever asks for plain HTTP (typically an ACME
+ *   http-01 solver) keeps getting it, and the host still serves HTTPS.
+ *
+ * Certificate and key bytes never enter the document or a message: the document names files by
+ * content hash and the bytes go out through the separate tls_files object.
+ */
+
+/* An annotation value as Go's strconv.ParseBool reads it (what ingress-nginx uses). */
+static int annotation_bool(const char *value, int *out)
+{
+    static const char *const yes[] = { "1", "t", "T", "TRUE", "true", "True" };
+    static const char *const no[] = { "0", "f", "F", "FALSE", "false", "False" };
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcmp(value, yes[i]) == 0 || strcmp(value, no[i]) == 0) {
+            *out = strcmp(value, yes[i]) == 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int ssl_redirect_wanted(const struct ingress *ing)
+{
+    int on;
+    if (ing->ssl_redirect && annotation_bool(ing->ssl_redirect, &on) == 0)
+        return on;
+    if (ing->nginx_ssl_redirect && annotation_bool(ing->nginx_ssl_redirect, &on) == 0)
+        return on;
+    return 1;
+}
+
+static void check_redirect_annotations(struct builder *b, const struct ingress *ing)
+{
+    int on;
+    if (ing->ssl_redirect && annotation_bool(ing->ssl_redirect, &on) < 0)
+        report_warning(b->opt, "Ingress %s: annotation " SSL_REDIRECT_ANNOTATION " \"%.64s\" is "
+                       "not true or false; ignored", ing->key, ing->ssl_redirect);
+    if (ing->nginx_ssl_redirect && annotation_bool(ing->nginx_ssl_redirect, &on) < 0)
+        report_warning(b->opt, "Ingress %s: annotation " NGINX_SSL_REDIRECT_ANNOTATION " \"%.64s\" "
+                       "is not true or false; ignored", ing->key, ing->nginx_ssl_redirect);
+}
+
+static int base64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Standard base64 exactly as the API server accepts Secret data (Go's StdEncoding): padding
+ * required, CR and LF skipped, anything else - other whitespace, URL-safe letters, text after
+ * the padding - refused. out needs room for len / 4 * 3 bytes. Returns the length, or -1. */
+static long base64_decode(const char *in, size_t len, unsigned char *out)
+{
+    unsigned quad[4];
+    size_t have = 0, padding = 0, used = 0;
+    for (size_t i = 0; i < len; i++) {
+        int v = in[i] == '=' ? 0 : base64_value(in[i]);
+        if (in[i] == '\r' || in[i] == '\n')
+            continue;
+        if (v < 0 || (padding && in[i] != '=') || (in[i] == '=' && have < 2) ||
+            (padding && have == 0))
+            return -1;
+        padding += in[i] == '=';
+        quad[have++] = (unsigned)v;
+        if (have < 4)
+            continue;
+        out[used++] = (unsigned char)(quad[0] << 2 | quad[1] >> 4);
+        if (padding < 2)
+            out[used++] = (unsigned char)(quad[1] << 4 | quad[2] >> 2);
+        if (padding < 1)
+            out[used++] = (unsigned char)(quad[2] << 6 | quad[3]);
+        have = 0;
+    }
+    return have == 0 ? (long)used : -1;
+}
+
+static void wipe_free(unsigned char *p, size_t len)
+{
+    if (p)
+        explicit_bzero(p, len);
+    free(p);
+}
+
+/* A Secret's field ("tls.crt"), from stringData (which wins, as the API server merges it over
+ * data) or base64 data. *out is malloc'd; 0, or -1 with the reason in err. */
+static int secret_value(const json_t *secret, const char *field, unsigned char **out,
+                        size_t *len, char *err, size_t errlen)
+{
+    const json_t *string_data = NULL, *data = NULL;
+    const char *text = NULL;
+    if (k8s_object(secret, "stringData", &string_data) == K8S_WRONG_TYPE)
+        return fail(err, errlen, "stringData must be an object");
+    if (k8s_object(secret, "data", &data) == K8S_WRONG_TYPE)
+        return fail(err, errlen, "data must be an object");
+    enum k8s_field plain = k8s_string(string_data, field, &text);
+    if (plain == K8S_WRONG_TYPE)
+        return fail(err, errlen, "stringData.%s must be a string", field);
+    if (plain == K8S_PRESENT) {
+        *len = strlen(text);
+        if (!(*out = malloc(*len + 1)))
+            return fail(err, errlen, "out of memory");
+        memcpy(*out, text, *len + 1);
+        return 0;
+    }
+    enum k8s_field encoded = k8s_string(data, field, &text);
+    if (encoded != K8S_PRESENT)
+        return fail(err, errlen, encoded == K8S_ABSENT ? "has no %s" : "data.%s must be a string",
+                    field);
+    size_t room = strlen(text) / 4 * 3 + 1;
+    if (!(*out = malloc(room)))
+        return fail(err, errlen, "out of memory");
+    long decoded = base64_decode(text, strlen(text), *out);
+    if (decoded < 0) {
+        wipe_free(*out, room);
+        *out = NULL;
+        return fail(err, errlen, "data.%s is not valid base64", field);
+    }
+    *len = (size_t)decoded;
+    return 0;
+}
+
+/* Names the two files and keeps their bytes in b->pems. Returns {cert, key} (file names). */
+static json_t *remember_files(struct builder *b, const unsigned char *cert, size_t cert_len,
+                              const unsigned char *key, size_t key_len)
+{
+    char cert_name[TLS_FILE_KEY_MAX], key_name[TLS_FILE_KEY_MAX];
+    tls_files_name(cert, cert_len, "crt", cert_name);
+    tls_files_name(key, key_len, "key", key_name);
+    json_object_set_new(b->pems, cert_name, json_stringn_nocheck((const char *)cert, cert_len));
+    json_object_set_new(b->pems, key_name, json_stringn_nocheck((const char *)key, key_len));
+    return json_pack("{s:s, s:s}", "cert", cert_name, "key", key_name);
+}
+
+/* Checks Secret key ("ns/name"): {cert, key} file names, or {error: reason}. */
+static json_t *check_secret(struct builder *b, const char *key)
+{
+    char err[ERR_MAX];
+    const json_t *secret = json_object_get(b->ix->secrets, key);
+    const char *type = NULL;
+    unsigned char *cert = NULL, *tls_key = NULL;
+    size_t cert_len = 0, key_len = 0;
+    json_t *result = NULL;
+    enum k8s_field has_type = secret ? k8s_string(secret, "type", &type) : K8S_ABSENT;
+    if (!secret)
+        snprintf(err, sizeof err, "not found");
+    else if (has_type == K8S_WRONG_TYPE)
+        snprintf(err, sizeof err, "type must be a string");
+    else if (!type || strcmp(type, TLS_SECRET_TYPE) != 0)
+        snprintf(err, sizeof err, "has type %.64s, not " TLS_SECRET_TYPE,
+                 type ? type : "Opaque (none given)");
+    else if (secret_value(secret, "tls.crt", &cert, &cert_len, err, sizeof err) == 0 &&
+             secret_value(secret, "tls.key", &tls_key, &key_len, err, sizeof err) == 0) {
+        struct tls_material material = {0};
+        if (tls_material_parse((const char *)cert, cert_len, (const char *)tls_key, key_len,
+                               b->opt->now, &material, err, sizeof err) == 0)
+            result = remember_files(b, cert, cert_len, tls_key, key_len);
+        tls_material_free(&material);
+    }
+    wipe_free(cert, cert_len);
+    wipe_free(tls_key, key_len);
+    return result ? result : json_pack("{s:s}", "error", err);
+}
+
+/* The checked certificate of Secret key, or NULL with the reason in err. */
+static const json_t *secret_certificate(struct builder *b, const char *key, char *err,
+                                        size_t errlen)
+{
+    json_t *cached = json_object_get(b->certs, key);
+    if (!cached) {
+        cached = check_secret(b, key);
+        json_object_set_new(b->certs, key, cached);
+    }
+    const char *error = json_string_value(json_object_get(cached, "error"));
+    if (error) {
+        snprintf(err, errlen, "%s", error);
+        return NULL;
+    }
+    return cached;
+}
+
+static void add_host_once(json_t *hosts, const char *host)
+{
+    size_t i;
+    const json_t *h;
+    json_array_foreach(hosts, i, h) {
+        if (strcmp(json_string_value(h), host) == 0)
+            return;
+    }
+    json_array_append_new(hosts, json_string(host));
+}
+
+/* The hosts of the Ingress's rules, when a tls entry lists none (the errors in them are
+ * reported with the rules). */
+static void add_rule_hosts(const struct ingress *ing, json_t *names)
+{
+    const json_t *rules = NULL, *rule;
+    size_t i;
+    k8s_array(ing->spec, "rules", &rules);
+    json_array_foreach(rules, i, rule) {
+        const char *host = NULL;
+        char lower[DNS_NAME_MAX + 1];
+        if (json_is_object(rule) && k8s_string(rule, "host", &host) == K8S_PRESENT && *host &&
+            !ingress_host_problem(host, lower, sizeof lower))
+            add_host_once(names, lower);
+    }
+}
+
+/* The names a tls entry serves: validated, lower case, each once, in the order given. */
+static json_t *tls_entry_hosts(struct builder *b, const struct ingress *ing, const char *where,
+                               const json_t *hosts)
+{
+    json_t *names = json_array();
+    const json_t *host;
+    size_t i;
+    if (json_array_size(hosts) == 0)
+        add_rule_hosts(ing, names);
+    json_array_foreach(hosts, i, host) {
+        char lower[DNS_NAME_MAX + 1];
+        const char *why = !json_is_string(host) ? "must be a string"
+                          : ingress_host_problem(json_string_value(host), lower, sizeof lower);
+        if (why)
+            report_error(b->opt, "%s: hosts[%zu] \"%.253s\" %s; ignored", where, i,
+                         json_is_string(host) ? json_string_value(host) : "", why);
+        else
+            add_host_once(names, lower);
+    }
+    return names;
+}
+
+/* Gives each still unclaimed name to this Secret (cert NULL: refused); returns those it got. */
+static json_t *claim_hosts(struct builder *b, const struct ingress *ing, const char *where,
+                           const char *secret_key, const json_t *cert, const json_t *names)
+{
+    json_t *claimed = json_array();
+    const char *cert_name = cert ? json_string_value(json_object_get(cert, "cert")) : NULL;
+    const json_t *name;
+    size_t i;
+    json_array_foreach(names, i, name) {
+        const char *host = json_string_value(name);
+        const json_t *owner = json_object_get(b->cert_owner, host);
+        if (!owner) {
+            json_object_set_new(b->cert_owner, host,
+                                json_pack("{s:s, s:s, s:s, s:s?}", "where", where,
+                                          "ingress", ing->key, "secret", secret_key,
+                                          "cert", cert_name));
+            json_array_append(claimed, (json_t *)name);
+            continue;
+        }
+        const char *owner_secret = json_string_value(json_object_get(owner, "secret"));
+        const char *owner_cert = json_string_value(json_object_get(owner, "cert"));
+        const char *owner_ingress = json_string_value(json_object_get(owner, "ingress"));
+        if (strcmp(owner_secret, secret_key) == 0 ||
+            (cert_name && owner_cert && strcmp(cert_name, owner_cert) == 0))
+            continue;                          /* the same certificate either way */
+        if (strcmp(owner_ingress, ing->key) == 0)
+            report_warning(b->opt, "%s: host %s already gets its certificate from Secret %s "
+                           "(listed earlier); Secret %s is not used for it", where, host,
+                           owner_secret, secret_key);
+        else
+            report_warning(b->opt, "%s: host %s already gets its certificate from Secret %s of "
+                           "Ingress %s (older); Secret %s is not used for it", where, host,
+                           owner_secret, owner_ingress, secret_key);
+    }
+    return claimed;
+}
+
+static void join_hosts(const json_t *hosts, char *out, size_t outlen)
+{
+    const json_t *host;
+    size_t i, used = 0;
+    out[0] = '\0';
+    json_array_foreach(hosts, i, host) {
+        if (used >= outlen)
+            break;
+        int n = snprintf(out + used, outlen - used, "%s%s", i ? ", " : "",
+                         json_string_value(host));
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
+static void add_tls_entry(struct builder *b, const struct ingress *ing, size_t index,
+                          const json_t *item)
+{
+    char where[WHERE_MAX], secret_key[KEY_MAX], err[ERR_MAX], hosts_text[512];
+    const char *secret_name = NULL, *why;
+    const json_t *hosts = NULL;
+    snprintf(where, sizeof where, "Ingress %s: spec.tls[%zu]", ing->key, index);
+    const char *wrong = !json_is_object(item) ? "must be an object"
+        : k8s_array(item, "hosts", &hosts) == K8S_WRONG_TYPE ? "hosts must be an array"
+        : k8s_string(item, "secretName", &secret_name) == K8S_WRONG_TYPE
+            ? "secretName must be a string" : NULL;
+    if (wrong) {
+        report_error(b->opt, "%s: %s; ignored", where, wrong);
+        return;
+    }
+    if (!secret_name || !*secret_name)
+        return;                                /* the default certificate, by request */
+    if ((why = dns_subdomain_problem(secret_name))) {
+        report_error(b->opt, "%s: secretName \"%.253s\" %s; ignored", where, secret_name, why);
+        return;
+    }
+    snprintf(secret_key, sizeof secret_key, "%s/%s", ing->ns, secret_name);
+    json_t *names = tls_entry_hosts(b, ing, where, hosts);
+    const json_t *cert = secret_certificate(b, secret_key, err, sizeof err);
+    json_t *claimed = claim_hosts(b, ing, where, secret_key, cert, names);
+    join_hosts(claimed, hosts_text, sizeof hosts_text);
+    size_t num_claimed = json_array_size(claimed);
+    if (!cert && num_claimed)
+        report_error(b->opt, "%s: Secret %s refused: %s; %s %s %s the default certificate",
+                     where, secret_key, err, num_claimed > 1 ? "hosts" : "host", hosts_text,
+                     num_claimed > 1 ? "get" : "gets");
+    else if (!cert)
+        report_error(b->opt, "%s: Secret %s refused: %s", where, secret_key, err);
+    else if (num_claimed)
+        json_array_append_new(b->tls_entries,
+                              json_pack("{s:O, s:O, s:O, s:s, s:s}", "hosts", claimed,
+                                        "cert", json_object_get(cert, "cert"),
+                                        "key", json_object_get(cert, "key"),
+                                        "ingress", ing->key, "secret", secret_key));
+    json_decref(names);
+    json_decref(claimed);
+}
+
+static void add_tls(struct builder *b, const struct ingress *ing)
+{
+    const json_t *tls = NULL, *item;
+    size_t i;
+    if (k8s_array(ing->spec, "tls", &tls) == K8S_WRONG_TYPE) {
+        report_error(b->opt, "Ingress %s: spec.tls must be an array; ignored", ing->key);
+        return;
+    }
+    json_array_foreach(tls, i, item)
+        add_tls_entry(b, ing, i, item);
+}
+
+/* A request for host would reach a host entry: the exact one, the wildcard for one more
+ * label, or the any-host one. */
+static int host_has_rules(const struct builder *b, const char *host)
+{
+    const char *dot = strchr(host, '.');
+    char wildcard[DNS_NAME_MAX + 2];
+    if (json_object_get(b->hosts, host) || json_object_get(b->hosts, "*"))
+        return 1;
+    if (host[0] == '*' || !dot)
+        return 0;
+    snprintf(wildcard, sizeof wildcard, "*%s", dot);
+    return json_object_get(b->hosts, wildcard) != NULL;
+}
+
+/* After every Ingress's tls: names served by a certificate that no rule routes are worth a
+ * warning (a typo, usually); they still get the certificate. */
+static void check_tls_hosts(struct builder *b)
+{
+    const char *host;
+    json_t *owner;
+    json_object_foreach(b->cert_owner, host, owner) {
+        if (json_is_string(json_object_get(owner, "cert")) && !host_has_rules(b, host))
+            report_warning(b->opt, "%s: host %s has no rule in any served Ingress; its "
+                           "requests get the default backend",
+                           json_string_value(json_object_get(owner, "where")), host);
+    }
+}
+
+static int host_redirects(const struct builder *b, const char *host)
+{
+    const json_t *owner = json_object_get(b->cert_owner, host);
+    return owner && json_is_string(json_object_get(owner, "cert")) &&
+           !json_object_get(b->redirect_off, host);
+}
+
+/* ---- backends and paths ---- */
 
 static json_t *error_backend(const char *name, const char *error)
 {
@@ -849,6 +1277,8 @@ static void add_path(struct builder *b, const struct ingress *ing, const char *h
     json_object_set_new(routes, route_key,
                         json_pack("{s:s, s:s, s:s, s:s}", "path", path, "type", proxy_type,
                                   "backend", backend_name, "ingress", ing->key));
+    if (!ssl_redirect_wanted(ing) && !json_object_get(b->redirect_off, host))
+        json_object_set_new(b->redirect_off, host, json_string(ing->key));
 }
 
 static void add_rule(struct builder *b, const struct ingress *ing, size_t rule_index,
@@ -910,6 +1340,7 @@ static void add_ingress(struct builder *b, const struct ingress *ing)
     size_t i;
     if (k8s_array(ing->spec, "rules", &rules) == K8S_WRONG_TYPE)
         report_error(b->opt, "Ingress %s: spec.rules must be an array; rules ignored", ing->key);
+    check_redirect_annotations(b, ing);
     json_array_foreach(rules, i, rule)
         add_rule(b, ing, i, rule);
     add_default_backend(b, ing);
@@ -960,7 +1391,10 @@ static json_t *emit(struct builder *b)
     keys = sorted_keys(b->hosts, &n);
     for (i = 0; i < n; i++) {
         json_t *paths = emit_paths(json_object_get(b->hosts, keys[i]));
-        json_array_append_new(hosts, json_pack("{s:s, s:o}", "host", keys[i], "paths", paths));
+        json_t *entry = json_pack("{s:s, s:o}", "host", keys[i], "paths", paths);
+        if (host_redirects(b, keys[i]))
+            json_object_set_new(entry, "sslRedirect", json_true());
+        json_array_append_new(hosts, entry);
     }
     free(keys);
     json_object_set_new(doc, "version", json_integer(1));
@@ -968,22 +1402,68 @@ static json_t *emit(struct builder *b)
     json_object_set_new(doc, "hosts", hosts);
     if (b->default_backend)
         json_object_set_new(doc, "defaultBackend", json_string(b->default_backend));
+    if (json_array_size(b->tls_entries))
+        json_object_set(doc, "tls", b->tls_entries);
     return doc;
+}
+
+/* The contents of the files the tls entries name; what stays behind in b->pems (certificates
+ * that serve no host, or every one when the caller wants none) is wiped. */
+static void move_file(struct builder *b, json_t *files, const json_t *name)
+{
+    json_t *content = json_object_get(b->pems, json_string_value(name));
+    if (!content)
+        return;                                /* already moved: a Secret serving two entries */
+    json_object_set(files, json_string_value(name), content);
+    json_object_del(b->pems, json_string_value(name));
+}
+
+static json_t *take_tls_files(struct builder *b, int wanted)
+{
+    json_t *files = json_object(), *entry, *content;
+    const char *name;
+    size_t i;
+    json_array_foreach(b->tls_entries, i, entry) {
+        if (!wanted)
+            break;
+        move_file(b, files, json_object_get(entry, "cert"));
+        move_file(b, files, json_object_get(entry, "key"));
+    }
+    json_object_foreach(b->pems, name, content)
+        explicit_bzero((char *)json_string_value(content), json_string_length(content));
+    return files;
 }
 
 /* ---- the interface ---- */
 
-json_t *translate_routes(const json_t *objects, const struct translate_options *opt)
+json_t *translate_routes(const json_t *objects, const struct translate_options *opt,
+                         json_t **tls_files)
 {
     struct index ix;
     index_build(&ix, objects, opt);
     struct builder b = { .ix = &ix, .opt = ix.opt, .hosts = json_object(),
-                         .backends = json_object() };
+                         .backends = json_object(), .redirect_off = json_object(),
+                         .certs = json_object(), .pems = json_object(),
+                         .cert_owner = json_object(), .tls_entries = json_array() };
     for (size_t i = 0; i < ix.num_ingresses; i++)
         add_ingress(&b, &ix.ingresses[i]);
+    /* after every rule, so that each certificate's hosts can be checked against them all */
+    for (size_t i = 0; i < ix.num_ingresses; i++)
+        add_tls(&b, &ix.ingresses[i]);
+    check_tls_hosts(&b);
     json_t *doc = emit(&b);
+    json_t *files = take_tls_files(&b, tls_files != NULL);
+    if (tls_files)
+        *tls_files = files;
+    else
+        json_decref(files);
     json_decref(b.hosts);
     json_decref(b.backends);
+    json_decref(b.redirect_off);
+    json_decref(b.certs);
+    json_decref(b.pems);
+    json_decref(b.cert_owner);
+    json_decref(b.tls_entries);
     index_free(&ix);
     return doc;
 }

@@ -124,6 +124,14 @@ class Proxy(Proc):
         except OSError:
             return False
 
+    def accepting_https(self):
+        assert self.alive(), "gatehouse-proxy exited (rc=%s)" % self.p.poll()
+        try:
+            socket.create_connection(("127.0.0.1", self.https_port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
     def wait_ready(self, timeout=5.0):
         def ready():
             assert self.alive(), "gatehouse-proxy exited (rc=%s)" % self.p.poll()
@@ -216,20 +224,28 @@ class Env:
 
     # -- proxy
     def start_proxy(self, routes=None, workers=2, extra=(), config=None, access_log=True,
-                    wait="ready"):
+                    wait="ready", https=False):
+        """https=True also serves HTTPS on a free port (proxy.https_port)."""
         http_port, admin_port = helpers.free_port(), helpers.free_port()
         argv = [_binary(PROXY), "--routes", routes or self.routes,
                 "--http", "127.0.0.1:%d" % http_port, "--admin", "127.0.0.1:%d" % admin_port,
                 "--workers", str(workers)]
+        https_port = None
+        if https:
+            https_port = helpers.free_port()
+            argv += ["--https", "127.0.0.1:%d" % https_port]
         if config:
             argv += ["--config", config]
         if not access_log:
             argv.append("--no-access-log")
         argv += [str(a) for a in extra]
         p = Proxy(self, argv, http_port, admin_port, self._name("proxy"))
+        p.https_port = https_port
         self.procs.append(p)
         if wait == "ready":
             p.wait_ready()
+            if https_port:
+                wait_until(p.accepting_https, 5, what="gatehouse-proxy HTTPS listener")
         elif wait == "listening":
             p.wait_listening()
         return p

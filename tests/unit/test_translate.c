@@ -157,7 +157,7 @@ static json_t *translate(void)
 {
     json_t *objects = end();
     reset_diags();
-    json_t *doc = translate_routes(objects, &options);
+    json_t *doc = translate_routes(objects, &options, NULL);
     json_decref(objects);
     return doc;
 }
@@ -762,7 +762,7 @@ static void translate_mutant(json_t *root, const char *baseline, const char *wha
                              const json_t *value)
 {
     reset_diags();
-    json_t *doc = translate_routes(root, &options);
+    json_t *doc = translate_routes(root, &options, NULL);
     char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
     mutations++;
     CHECK(well_formed(doc));
@@ -822,7 +822,7 @@ static void test_malformed_input(void)
     snprintf(text, sizeof text, "%s", full_input);
     json_t *root = parse_quoted(text);
     reset_diags();
-    json_t *doc = translate_routes(root, &options);
+    json_t *doc = translate_routes(root, &options, NULL);
     char *baseline = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
     /* the unmutated input is sound: everything but the resource backend is served */
     CHECK(well_formed(doc));
@@ -842,7 +842,7 @@ static void test_malformed_input(void)
     json_t *wrong[] = { json_object(), json_string("x"), json_null(), NULL };
     for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
         reset_diags();
-        doc = translate_routes(wrong[i], &options);
+        doc = translate_routes(wrong[i], &options, NULL);
         CHECK(well_formed(doc));
         CHECK_INT(num_errors, 1);
         json_decref(doc);
@@ -868,7 +868,7 @@ static void test_malformed_input(void)
 
     /* no options at all: nothing is ours, nothing is reported, nothing crashes */
     json_t *objects = parse_quoted(strcpy(text, full_input));
-    d = translate_routes(objects, NULL);
+    d = translate_routes(objects, NULL, NULL);
     CHECK(well_formed(d));
     CHECK_INT(json_array_size(json_object_get(d, "hosts")), 0);
     json_decref(d);
@@ -926,7 +926,7 @@ static void test_deterministic_at_scale(void)
     clock_gettime(CLOCK_MONOTONIC, &start);
     reset_diags();
     options.diag = NULL;                    /* thousands of conflicts: count, do not store */
-    json_t *doc = translate_routes(objects, &options);
+    json_t *doc = translate_routes(objects, &options, NULL);
     double elapsed = seconds_since(&start);
     printf("test_translate: 10,000 Ingresses + Services + EndpointSlices in %.3f s\n", elapsed);
     CHECK(well_formed(doc));
@@ -942,7 +942,7 @@ static void test_deterministic_at_scale(void)
         json_array_append(shuffled, json_array_get(objects, (i * 7919) % n));
     CHECK_INT(json_array_size(shuffled), n);
     clock_gettime(CLOCK_MONOTONIC, &start);
-    json_t *again = translate_routes(shuffled, &options);
+    json_t *again = translate_routes(shuffled, &options, NULL);
     double elapsed_again = seconds_since(&start);
     char *second = json_dumps(again, JSON_COMPACT);
     /* Timings are printed, not asserted: speed is measured by make bench. */
@@ -955,6 +955,473 @@ static void test_deterministic_at_scale(void)
     json_decref(again);
     json_decref(shuffled);
     json_decref(objects);
+}
+
+/* ---- certificates (spec.tls) and redirects ----
+ *
+ * Keys and certificates are made at test time with the openssl command, in a temp folder. */
+
+struct pem {
+    char crt[8192], key[8192];       /* PEM text */
+    char crt64[12288], key64[12288]; /* base64 of it, as in a Secret's data */
+};
+
+static struct pem rsa_pem, ec_pem, other_rsa_pem;
+static char tls_dir[64];
+static json_t *tls_files;
+
+static int read_text(const char *path, char *out, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(out, 1, len - 1, f) : 0;
+    out[n] = '\0';
+    if (f)
+        fclose(f);
+    return n > 0 ? 0 : -1;
+}
+
+/* A key (newkey: openssl req's -newkey argument) and a certificate for a.example.com, valid
+ * from now for 30 days. */
+static int make_pem(const char *tag, const char *newkey, struct pem *out)
+{
+    char cmd[1024], path[256];
+    snprintf(cmd, sizeof cmd, "cd %s && openssl req -x509 -nodes -newkey %s -keyout %s.key "
+             "-out %s.crt -days 30 -subj /CN=a.example.com 2>/dev/null && "
+             "openssl base64 -A -in %s.crt -out %s.crt64 && "
+             "openssl base64 -A -in %s.key -out %s.key64", tls_dir, newkey, tag, tag, tag, tag,
+             tag, tag);
+    if (system(cmd) != 0)
+        return -1;
+    int bad = 0;
+    snprintf(path, sizeof path, "%s/%s.crt", tls_dir, tag);
+    bad |= read_text(path, out->crt, sizeof out->crt);
+    snprintf(path, sizeof path, "%s/%s.key", tls_dir, tag);
+    bad |= read_text(path, out->key, sizeof out->key);
+    snprintf(path, sizeof path, "%s/%s.crt64", tls_dir, tag);
+    bad |= read_text(path, out->crt64, sizeof out->crt64);
+    snprintf(path, sizeof path, "%s/%s.key64", tls_dir, tag);
+    bad |= read_text(path, out->key64, sizeof out->key64);
+    return bad;
+}
+
+/* PEM text as a JSON string body: newlines escaped. */
+static const char *escaped(const char *text)
+{
+    static char out[2][16384];
+    static int which;
+    char *o = out[which ^= 1];
+    size_t used = 0;
+    for (const char *p = text; *p && used + 3 < sizeof out[0]; p++) {
+        if (*p == '\n') {
+            o[used++] = '\\';
+            o[used++] = 'n';
+        } else {
+            o[used++] = *p;
+        }
+    }
+    o[used] = '\0';
+    return o;
+}
+
+static void secret(const char *name, const char *type, const char *data)
+{
+    add("{'apiVersion':'v1','kind':'Secret','metadata':{'name':'%s','namespace':'default'}%s%s%s,"
+        "%s}", name, type ? ",'type':'" : "", type ? type : "", type ? "'" : "", data);
+}
+
+static void tls_secret(const char *name, const struct pem *pem)
+{
+    char data[32768];
+    snprintf(data, sizeof data, "'data':{'tls.crt':'%s','tls.key':'%s'}", pem->crt64, pem->key64);
+    secret(name, "kubernetes.io/tls", data);
+}
+
+/* An Ingress with one rule for host ("/" -> web:80) and the given tls list. */
+static void tls_ingress(const char *name, const char *created, const char *meta,
+                        const char *host_name, const char *tls)
+{
+    char spec[2048];
+    snprintf(spec, sizeof spec, "{'ingressClassName':'gatehouse','tls':%s,'rules':[{'host':'%s',"
+             "'http':{'paths':[" PATH("/", "Prefix", SVC("web", "{'number':80}")) "]}}]}", tls,
+             host_name);
+    ingress(name, created, meta, spec);
+}
+
+static void tls_begin(void)
+{
+    begin();
+    our_class("gatehouse", 0);
+    web_service("[{'addresses':['10.0.0.1']}]");
+}
+
+static json_t *translate_tls(void)
+{
+    json_t *objects = end();
+    reset_diags();
+    json_decref(tls_files);
+    tls_files = NULL;
+    json_t *doc = translate_routes(objects, &options, &tls_files);
+    json_decref(objects);
+    return doc;
+}
+
+static json_t *tls_entry(json_t *doc, const char *secret_key)
+{
+    return find_by(json_object_get(doc, "tls"), "secret", secret_key);
+}
+
+static int redirects(json_t *doc, const char *host_name)
+{
+    return json_is_true(json_object_get(host(doc, host_name), "sslRedirect"));
+}
+
+/* The file the entry names (field "cert" or "key"), as handed over for writing, or "". */
+static const char *file_of(json_t *entry, const char *field)
+{
+    const char *name = json_string_value(json_object_get(entry, field));
+    const char *content = json_string_value(json_object_get(tls_files, name ? name : ""));
+    return content ? content : "";
+}
+
+static int names_hash_file(json_t *entry, const char *field, const char *ext)
+{
+    const char *name = json_string_value(json_object_get(entry, field));
+    return name && strlen(name) == 4 + 64 + 4 && strncmp(name, "tls/", 4) == 0 &&
+           strspn(name + 4, "0123456789abcdef") == 64 && strcmp(name + 68, ext) == 0;
+}
+
+static int hosts_are(json_t *entry, const char *want)
+{
+    char text[1024] = "";
+    json_t *h;
+    size_t i;
+    json_array_foreach(json_object_get(entry, "hosts"), i, h) {
+        size_t used = strlen(text);
+        snprintf(text + used, sizeof text - used, "%s%s", i ? " " : "", json_string_value(h));
+    }
+    if (strcmp(text, want) != 0)
+        fprintf(stderr, "  hosts: \"%s\", want \"%s\"\n", text, want);
+    return strcmp(text, want) == 0;
+}
+
+/* No byte of key material anywhere but in the files handed over. */
+static int no_key_material(json_t *doc)
+{
+    char *text = json_dumps(doc, 0);
+    int clean = text && !strstr(text, "PRIVATE KEY") && !strstr(text, "BEGIN CERT") &&
+                !strstr(diags, "PRIVATE KEY") && !strstr(diags, rsa_pem.key64 + 100);
+    free(text);
+    return clean;
+}
+
+static void test_tls_valid_secrets(void)
+{
+    /* RSA from data (base64), ECDSA from stringData (as written in manifests) */
+    tls_begin();
+    tls_secret("rsa-tls", &rsa_pem);
+    char data[32768];
+    snprintf(data, sizeof data, "'stringData':{'tls.crt':'%s','tls.key':'%s'}",
+             escaped(ec_pem.crt), escaped(ec_pem.key));
+    secret("ec-tls", "kubernetes.io/tls", data);
+    tls_ingress("rsa", "2024-01-01T00:00:00Z", "", "a.example.com",
+                "[{'hosts':['A.example.com'],'secretName':'rsa-tls'}]");
+    tls_ingress("ec", "2024-01-02T00:00:00Z", "", "b.example.com",
+                "[{'secretName':'ec-tls'}]");                /* no hosts: its rule hosts */
+    json_t *doc = translate_tls();
+    CHECK(well_formed(doc));
+    CHECK_INT(num_errors + num_warnings, 0);
+    json_t *rsa = tls_entry(doc, "default/rsa-tls"), *ec = tls_entry(doc, "default/ec-tls");
+    CHECK(rsa && hosts_are(rsa, "a.example.com"));
+    CHECK_STR(json_string_value(json_object_get(rsa, "ingress")), "default/rsa");
+    CHECK(names_hash_file(rsa, "cert", ".crt") && names_hash_file(rsa, "key", ".key"));
+    CHECK_STR(file_of(rsa, "cert"), rsa_pem.crt);
+    CHECK_STR(file_of(rsa, "key"), rsa_pem.key);
+    CHECK(ec && hosts_are(ec, "b.example.com"));
+    CHECK_STR(file_of(ec, "cert"), ec_pem.crt);
+    CHECK_STR(file_of(ec, "key"), ec_pem.key);
+    CHECK_INT(json_object_size(tls_files), 4);
+    CHECK(redirects(doc, "a.example.com") && redirects(doc, "b.example.com"));
+    CHECK(no_key_material(doc));
+
+    /* Same input, same document and files (the writer skips unchanged ones). */
+    char *first = json_dumps(doc, JSON_SORT_KEYS);
+    json_t *files_before = json_deep_copy(tls_files);
+    json_decref(doc);
+    tls_begin();
+    tls_secret("rsa-tls", &rsa_pem);
+    secret("ec-tls", "kubernetes.io/tls", data);
+    tls_ingress("rsa", "2024-01-01T00:00:00Z", "", "a.example.com",
+                "[{'hosts':['A.example.com'],'secretName':'rsa-tls'}]");
+    tls_ingress("ec", "2024-01-02T00:00:00Z", "", "b.example.com", "[{'secretName':'ec-tls'}]");
+    doc = translate_tls();
+    char *second = json_dumps(doc, JSON_SORT_KEYS);
+    CHECK(first && second && strcmp(first, second) == 0);
+    CHECK(json_equal(files_before, tls_files));
+    free(first);
+    free(second);
+    json_decref(files_before);
+    json_decref(doc);
+
+    /* Without the out parameter the document is the same; nobody gets the bytes. */
+    tls_begin();
+    tls_secret("rsa-tls", &rsa_pem);
+    tls_ingress("rsa", "2024-01-01T00:00:00Z", "", "a.example.com",
+                "[{'hosts':['a.example.com'],'secretName':'rsa-tls'}]");
+    json_t *objects = end();
+    doc = translate_routes(objects, &options, NULL);
+    CHECK(tls_entry(doc, "default/rsa-tls") != NULL);
+    json_decref(objects);
+    json_decref(doc);
+}
+
+/* One Ingress with a good Secret for good.example.com and one whose Secret (data given) is
+ * refused: the refusal names both, its host keeps its routes without a certificate entry or
+ * redirect, and the good one is untouched. */
+static void check_refused(const char *type, const char *data, const char *reason)
+{
+    tls_begin();
+    tls_secret("good-tls", &rsa_pem);
+    if (data)
+        secret("bad-tls", type, data);
+    tls_ingress("good", "2024-01-01T00:00:00Z", "", "good.example.com",
+                "[{'hosts':['good.example.com'],'secretName':'good-tls'}]");
+    tls_ingress("bad", "2024-01-02T00:00:00Z", "", "bad.example.com",
+                "[{'hosts':['bad.example.com'],'secretName':'bad-tls'}]");
+    json_t *doc = translate_tls();
+    CHECK(well_formed(doc));
+    CHECK(diag_has("error: Ingress default/bad: spec.tls[0]: Secret default/bad-tls refused",
+                   reason));
+    CHECK(diag_has("Secret default/bad-tls", "host bad.example.com gets the default certificate"));
+    CHECK_INT(num_errors, 1);
+    CHECK(tls_entry(doc, "default/bad-tls") == NULL);
+    CHECK(route(doc, "bad.example.com", "/") != NULL);
+    CHECK(!redirects(doc, "bad.example.com"));
+    CHECK(tls_entry(doc, "default/good-tls") != NULL);
+    CHECK(redirects(doc, "good.example.com"));
+    CHECK_INT(json_object_size(tls_files), 2);
+    CHECK(no_key_material(doc));
+    if (getenv("SHOW_DIAGS"))
+        fprintf(stderr, "%s", diags);
+    json_decref(doc);
+}
+
+static void test_tls_refused_secrets(void)
+{
+    char data[32768];
+    check_refused(NULL, NULL, "not found");
+    snprintf(data, sizeof data, "'data':{'tls.crt':'%s','tls.key':'%s'}", rsa_pem.crt64,
+             rsa_pem.key64);
+    check_refused("Opaque", data, "has type Opaque, not kubernetes.io/tls");
+    check_refused(NULL, data, "has type Opaque (none given)");
+    check_refused("kubernetes.io/tls", "'data':{'tls.crt':'abc'}", "not valid base64");
+    snprintf(data, sizeof data, "'data':{'tls.crt':'%s','tls.key':'%s'}", rsa_pem.crt64,
+             "LS0t LS0t");                                /* a space: not base64 */
+    check_refused("kubernetes.io/tls", data, "data.tls.key is not valid base64");
+    snprintf(data, sizeof data, "'data':{'tls.crt':'%.*s','tls.key':'%s'}",
+             (int)strlen(rsa_pem.crt64) - 1, rsa_pem.crt64, rsa_pem.key64);   /* padding cut */
+    check_refused("kubernetes.io/tls", data, "data.tls.crt is not valid base64");
+    snprintf(data, sizeof data, "'data':{'tls.crt':'%s'}", rsa_pem.crt64);
+    check_refused("kubernetes.io/tls", data, "has no tls.key");
+    snprintf(data, sizeof data, "'data':{'tls.crt':'%s','tls.key':'%s'}", rsa_pem.crt64,
+             other_rsa_pem.key64);
+    check_refused("kubernetes.io/tls", data, "tls.key does not match the certificate");
+    snprintf(data, sizeof data, "'data':{'tls.crt':'%s','tls.key':'%s'}", ec_pem.crt64,
+             ec_pem.key64);
+    int64_t saved = options.now;
+    options.now = saved + 40 * 86400;                   /* after the 30 days they are valid */
+    tls_begin();
+    secret("late-tls", "kubernetes.io/tls", data);
+    tls_ingress("late", "2024-01-01T00:00:00Z", "", "late.example.com",
+                "[{'hosts':['late.example.com'],'secretName':'late-tls'}]");
+    json_t *doc = translate_tls();
+    CHECK(diag_has("Ingress default/late: spec.tls[0]: Secret default/late-tls refused",
+                   "expired"));
+    CHECK(tls_entry(doc, "default/late-tls") == NULL && !redirects(doc, "late.example.com"));
+    CHECK(route(doc, "late.example.com", "/") != NULL);
+    CHECK_INT(json_object_size(tls_files), 0);
+    json_decref(doc);
+    options.now = saved;
+
+    /* Line breaks inside base64 are accepted, as the API server accepts them. */
+    char wrapped[16384];
+    size_t used = 0, len = strlen(rsa_pem.crt64);
+    for (size_t i = 0; i < len; i += 64)
+        used += (size_t)snprintf(wrapped + used, sizeof wrapped - used, "%.64s\\n",
+                                 rsa_pem.crt64 + i);
+    tls_begin();
+    snprintf(data, sizeof data, "'data':{'tls.crt':'%s','tls.key':'%s'}", wrapped,
+             rsa_pem.key64);
+    secret("wrapped-tls", "kubernetes.io/tls", data);
+    tls_ingress("w", "2024-01-01T00:00:00Z", "", "a.example.com",
+                "[{'hosts':['a.example.com'],'secretName':'wrapped-tls'}]");
+    doc = translate_tls();
+    CHECK_STR(file_of(tls_entry(doc, "default/wrapped-tls"), "cert"), rsa_pem.crt);
+    json_decref(doc);
+}
+
+static void test_tls_conflicts_and_hosts(void)
+{
+    /* Two Ingresses name a.example.com with different Secrets: the oldest wins. */
+    tls_begin();
+    tls_secret("new-tls", &ec_pem);
+    tls_secret("old-tls", &rsa_pem);
+    tls_ingress("newer", "2024-03-01T00:00:00Z", "", "a.example.com",
+                "[{'hosts':['a.example.com','c.example.com'],'secretName':'new-tls'}]");
+    tls_ingress("older", "2024-01-01T00:00:00Z", "", "a.example.com",
+                "[{'hosts':['a.example.com'],'secretName':'old-tls'}]");
+    json_t *doc = translate_tls();
+    CHECK(hosts_are(tls_entry(doc, "default/old-tls"), "a.example.com"));
+    CHECK(hosts_are(tls_entry(doc, "default/new-tls"), "c.example.com"));
+    CHECK(diag_has("warning: Ingress default/newer: spec.tls[0]: host a.example.com already gets "
+                   "its certificate from Secret default/old-tls", "Ingress default/older"));
+    /* c.example.com is no rule's host: served by the certificate, but reported */
+    CHECK(diag_has("warning: Ingress default/newer: spec.tls[0]: host c.example.com has no rule",
+                   NULL));
+    CHECK(host(doc, "c.example.com") == NULL);
+    CHECK_INT(num_warnings, 3);              /* and the path / both Ingresses define */
+    json_decref(doc);
+
+    /* The same Secret through two Ingresses is no conflict; bad tls hosts are reported. */
+    tls_begin();
+    tls_secret("shared-tls", &rsa_pem);
+    tls_ingress("one", "2024-01-01T00:00:00Z", "", "a.example.com",
+                "[{'hosts':['a.example.com'],'secretName':'shared-tls'}]");
+    tls_ingress("two", "2024-01-02T00:00:00Z", "", "*.example.com",
+                "[{'hosts':['a.example.com','*.example.com','bad_host!',7],"
+                "'secretName':'shared-tls'}]");
+    doc = translate_tls();
+    CHECK(hosts_are(find_by(json_object_get(doc, "tls"), "ingress", "default/one"),
+                    "a.example.com"));
+    CHECK(hosts_are(find_by(json_object_get(doc, "tls"), "ingress", "default/two"),
+                    "*.example.com"));
+    CHECK(diag_has("error: Ingress default/two: spec.tls[0]: hosts[2] \"bad_host!\"", NULL));
+    CHECK(diag_has("error: Ingress default/two: spec.tls[0]: hosts[3]", "must be a string"));
+    CHECK_INT(num_warnings, 0);
+    CHECK(redirects(doc, "*.example.com") && redirects(doc, "a.example.com"));
+    CHECK_INT(json_object_size(tls_files), 2);         /* one certificate, one key */
+    json_decref(doc);
+
+    /* Malformed tls sections are reported and change nothing else. */
+    tls_begin();
+    tls_ingress("x", "2024-01-01T00:00:00Z", "", "a.example.com", "{'secretName':'s'}");
+    tls_ingress("y", "2024-01-02T00:00:00Z", "", "b.example.com",
+                "[{'hosts':'b.example.com','secretName':'s'},{'secretName':'Bad/Name'},"
+                "{'hosts':['b.example.com']}]");
+    doc = translate_tls();
+    CHECK(diag_has("error: Ingress default/x: spec.tls must be an array", NULL));
+    CHECK(diag_has("error: Ingress default/y: spec.tls[0]: hosts must be an array", NULL));
+    CHECK(diag_has("error: Ingress default/y: spec.tls[1]: secretName \"Bad/Name\"", NULL));
+    CHECK_INT(num_errors, 3);                /* tls[2]: no secretName = the default certificate */
+    CHECK(json_object_get(doc, "tls") == NULL);
+    CHECK(route(doc, "a.example.com", "/") && route(doc, "b.example.com", "/"));
+    CHECK(!redirects(doc, "b.example.com"));
+    json_decref(doc);
+}
+
+#define NO_REDIRECT(key, value) ",'annotations':{'" key "':'" value "'}"
+
+static void test_ssl_redirect_annotations(void)
+{
+    tls_begin();
+    tls_secret("t", &rsa_pem);
+    tls_ingress("on", "2024-01-01T00:00:00Z", "", "on.example.com",
+                "[{'hosts':['on.example.com'],'secretName':'t'}]");
+    tls_ingress("off", "2024-01-01T00:00:00Z",
+                NO_REDIRECT("gatehouse.dev/ssl-redirect", "false"), "off.example.com",
+                "[{'hosts':['off.example.com'],'secretName':'t'}]");
+    tls_ingress("nginx-off", "2024-01-01T00:00:00Z",
+                NO_REDIRECT("nginx.ingress.kubernetes.io/ssl-redirect", "false"),
+                "nginx.example.com", "[{'hosts':['nginx.example.com'],'secretName':'t'}]");
+    tls_ingress("ours-win", "2024-01-01T00:00:00Z",
+                ",'annotations':{'gatehouse.dev/ssl-redirect':'true',"
+                "'nginx.ingress.kubernetes.io/ssl-redirect':'false'}",
+                "win.example.com", "[{'hosts':['win.example.com'],'secretName':'t'}]");
+    tls_ingress("junk", "2024-01-01T00:00:00Z",
+                NO_REDIRECT("gatehouse.dev/ssl-redirect", "nope"), "junk.example.com",
+                "[{'hosts':['junk.example.com'],'secretName':'t'}]");
+    tls_ingress("plain", "2024-01-01T00:00:00Z", "", "plain.example.com", "[]");
+    json_t *doc = translate_tls();
+    CHECK(redirects(doc, "on.example.com"));
+    CHECK(!redirects(doc, "off.example.com"));
+    CHECK(!redirects(doc, "nginx.example.com"));
+    CHECK(redirects(doc, "win.example.com"));
+    CHECK(redirects(doc, "junk.example.com"));
+    CHECK(diag_has("warning: Ingress default/junk: annotation gatehouse.dev/ssl-redirect \"nope\"",
+                   NULL));
+    CHECK(!redirects(doc, "plain.example.com"));
+    CHECK(json_object_get(host(doc, "plain.example.com"), "sslRedirect") == NULL);
+    /* the flag only turns redirects off: the certificate is still served */
+    CHECK(hosts_are(find_by(json_object_get(doc, "tls"), "ingress", "default/on"),
+                    "on.example.com"));
+    CHECK(find_by(json_object_get(doc, "tls"), "ingress", "default/off") != NULL);
+    json_decref(doc);
+
+    /* A merged host: an Ingress adding a path there (an ACME solver, say) with redirects off
+     * turns them off for the host, whichever is older. */
+    tls_begin();
+    tls_secret("t", &rsa_pem);
+    tls_ingress("site", "2024-01-01T00:00:00Z", "", "a.example.com",
+                "[{'hosts':['a.example.com'],'secretName':'t'}]");
+    ingress("solver", "2024-02-01T00:00:00Z",
+            NO_REDIRECT("nginx.ingress.kubernetes.io/ssl-redirect", "false"),
+            "{'ingressClassName':'gatehouse','rules':[{'host':'a.example.com','http':{'paths':["
+            PATH("/.well-known/acme-challenge/x", "Exact", SVC("web", "{'number':80}")) "]}}]}");
+    doc = translate_tls();
+    CHECK(route(doc, "a.example.com", "/.well-known/acme-challenge/x") != NULL);
+    CHECK(!redirects(doc, "a.example.com"));
+    CHECK(tls_entry(doc, "default/t") != NULL);
+    json_decref(doc);
+}
+
+/* Every node of a Secret and of an Ingress's tls section replaced by wrong types, as in
+ * test_malformed_input: no crash, a well-formed document, every change reported. */
+static void test_tls_malformed(void)
+{
+    char data[32768];
+    tls_begin();
+    snprintf(data, sizeof data, "'data':{'tls.crt':'%s'},'stringData':{'tls.key':'%s'}",
+             ec_pem.crt64, escaped(ec_pem.key));
+    secret("t", "kubernetes.io/tls", data);
+    tls_ingress("x", "2024-01-01T00:00:00Z",
+                NO_REDIRECT("nginx.ingress.kubernetes.io/ssl-redirect", "true"), "a.example.com",
+                "[{'hosts':['a.example.com'],'secretName':'t'}]");
+    json_t *root = end();
+    reset_diags();
+    json_t *doc = translate_routes(root, &options, NULL);
+    char *baseline = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    CHECK_INT(num_errors + num_warnings, 0);
+    CHECK(redirects(doc, "a.example.com") && tls_entry(doc, "default/t"));
+    json_decref(doc);
+    size_t before = mutations;
+    mutate_all(root, json_array_get(root, 3), baseline);          /* the Secret */
+    mutate_all(root, json_array_get(root, 4), baseline);          /* the Ingress */
+    CHECK(mutations - before > 50);
+    CHECK_INT(mutations_silent, 0);
+    free(baseline);
+    json_decref(root);
+}
+
+static void test_tls(void)
+{
+    snprintf(tls_dir, sizeof tls_dir, "/tmp/test_translate_tls.XXXXXX");
+    if (!mkdtemp(tls_dir) || make_pem("rsa", "rsa:2048", &rsa_pem) < 0 ||
+        make_pem("ec", "ec -pkeyopt ec_paramgen_curve:P-256", &ec_pem) < 0 ||
+        make_pem("other", "rsa:2048", &other_rsa_pem) < 0) {
+        CHECK(!"openssl could make test keys and certificates");
+        return;
+    }
+    options.now = (int64_t)time(NULL);
+    test_tls_valid_secrets();
+    test_tls_refused_secrets();
+    test_tls_conflicts_and_hosts();
+    test_ssl_redirect_annotations();
+    test_tls_malformed();
+    json_decref(tls_files);
+    tls_files = NULL;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tls_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tls_dir);
 }
 
 int main(void)
@@ -974,5 +1441,6 @@ int main(void)
     test_ignored_objects();
     test_malformed_input();
     test_deterministic_at_scale();
+    test_tls();
     return check_summary("test_translate");
 }

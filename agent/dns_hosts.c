@@ -1,0 +1,128 @@
+/*
+ * dns_hosts.c - the hosts-file sink (see dns_hosts.h).
+ */
+#include "dns_hosts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define HOSTS_HEADER "# Written by gatehouse-agent: the hosts this node serves. Replaced on every " \
+                     "change; do not edit.\n"
+
+char *dns_hosts_render(const struct dns_desired *desired, const struct dns_address *addrs,
+                       size_t naddrs, size_t *len)
+{
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&buf, &size);
+    if (!out)
+        return NULL;
+    fputs(HOSTS_HEADER, out);
+    for (size_t i = 0; i < desired->count; i++) {
+        if (desired->names[i].name[0] == '*')
+            continue;
+        for (size_t a = 0; a < naddrs; a++)
+            fprintf(out, "%s %s\n", addrs[a].text, desired->names[i].name);
+    }
+    if (fclose(out) != 0) {
+        free(buf);
+        return NULL;
+    }
+    *len = size;
+    return buf;
+}
+
+/* 1 when the file at path holds exactly data[0..len). */
+static int same_content(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    char *old = malloc(len + 1);
+    size_t got = old ? fread(old, 1, len + 1, f) : 0;
+    int same = old && !ferror(f) && got == len && memcmp(old, data, len) == 0;
+    free(old);
+    fclose(f);
+    return same;
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int fsync_folder(const char *path)
+{
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", path);
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* temp file beside path, fsync, rename over path, fsync the folder. */
+static int replace_file(const char *path, const char *data, size_t len, char *err, size_t errlen)
+{
+    char folder[4096], tmp[4200];
+    snprintf(folder, sizeof folder, "%s", path);
+    snprintf(tmp, sizeof tmp, "%s/.gatehouse-hosts.XXXXXX", dirname(folder));
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: cannot create a temporary file: %s", path, strerror(errno));
+        return -1;
+    }
+    if (write_all(fd, data, len) < 0 || fchmod(fd, 0644) < 0 || fsync(fd) < 0) {
+        snprintf(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path) < 0) {
+        snprintf(err, errlen, "%s: cannot replace: %s", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    if (fsync_folder(path) < 0) {
+        snprintf(err, errlen, "%s: written, but its folder did not sync: %s", path,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+enum dns_hosts_result dns_hosts_write(const char *path, const struct dns_desired *desired,
+                                      const struct dns_address *addrs, size_t naddrs,
+                                      char *err, size_t errlen)
+{
+    size_t len;
+    char *data = dns_hosts_render(desired, addrs, naddrs, &len);
+    if (!data) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return DNS_HOSTS_FAILED;
+    }
+    enum dns_hosts_result result = DNS_HOSTS_UNCHANGED;
+    if (!same_content(path, data, len))
+        result = replace_file(path, data, len, err, errlen) < 0 ? DNS_HOSTS_FAILED
+                                                                : DNS_HOSTS_WRITTEN;
+    free(data);
+    return result;
+}

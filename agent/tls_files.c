@@ -1,0 +1,284 @@
+/*
+ * tls_files.c - see tls_files.h. Check each name against its content's hash, write what is not
+ * already there (temp, fsync, rename; fsync the folder once), and later delete what is no
+ * longer named.
+ */
+#include "tls_files.h"
+
+#include "log.h"
+
+#include <bearssl.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DIR_BYTES  4096
+#define PATH_BYTES (DIR_BYTES + 320)
+#define HASH_HEX   64
+#define PREFIX     TLS_DIR_NAME "/"
+/* "<64 hex>.crt": what a file of ours is called inside the folder */
+#define FILE_NAME_LEN (HASH_HEX + 4)
+
+static int set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int is_lower_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* "<64 lower-case hex>.crt" or ".key", nothing else: the only names this module writes or
+ * deletes, so no name from elsewhere can reach outside the folder or touch a stranger's file. */
+static int is_our_file_name(const char *name)
+{
+    return strlen(name) == FILE_NAME_LEN && is_lower_hex(name, HASH_HEX) &&
+           (strcmp(name + HASH_HEX, ".crt") == 0 || strcmp(name + HASH_HEX, ".key") == 0);
+}
+
+/* A temp file of ours: "." + our file name + ".tmp." + anything. */
+static int is_our_temp_name(const char *name)
+{
+    char base[FILE_NAME_LEN + 1];
+    if (name[0] != '.' || strlen(name) < 1 + FILE_NAME_LEN + 5 ||
+        strncmp(name + 1 + FILE_NAME_LEN, ".tmp.", 5) != 0)
+        return 0;
+    memcpy(base, name + 1, FILE_NAME_LEN);
+    base[FILE_NAME_LEN] = '\0';
+    return is_our_file_name(base);
+}
+
+static void sha256_hex(const void *data, size_t len, char out[HASH_HEX + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char hash[br_sha256_SIZE];
+    br_sha256_context ctx;
+    br_sha256_init(&ctx);
+    br_sha256_update(&ctx, data, len);
+    br_sha256_out(&ctx, hash);
+    for (size_t i = 0; i < sizeof hash; i++) {
+        out[2 * i] = digits[hash[i] >> 4];
+        out[2 * i + 1] = digits[hash[i] & 15];
+    }
+    out[HASH_HEX] = '\0';
+}
+
+void tls_files_name(const void *data, size_t len, const char *ext, char out[TLS_FILE_KEY_MAX])
+{
+    char hex[HASH_HEX + 1];
+    sha256_hex(data, len, hex);
+    snprintf(out, TLS_FILE_KEY_MAX, PREFIX "%s.%.3s", hex, ext);
+}
+
+/* 1 when path is a regular file holding exactly these bytes; any trouble counts as "no". */
+static int file_has_content(const char *path, const char *data, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+    if (fd < 0)
+        return 0;
+    struct stat st;
+    int same = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len;
+    char chunk[8192];
+    size_t off = 0;
+    while (same && off < len) {
+        size_t want = len - off < sizeof chunk ? len - off : sizeof chunk;
+        ssize_t got = read(fd, chunk, want);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0 || memcmp(chunk, data + off, (size_t)got) != 0)
+            same = 0;
+        else
+            off += (size_t)got;
+    }
+    explicit_bzero(chunk, sizeof chunk);
+    /* a file left with a looser mode (copied in by hand, restored from a backup) is tightened */
+    if (same && (st.st_mode & 0777) != 0600 && fchmod(fd, 0600) < 0)
+        same = 0;
+    close(fd);
+    return same;
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int fsync_dir(const char *dir, char *err, size_t errlen)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) < 0) {
+        set_err(err, errlen, "cannot sync folder %s: %s", dir, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* STATE/tls, 0700 whatever the umask, also when it was there with a looser mode. */
+static int make_tls_dir(const char *state_dir, const char *dir, char *err, size_t errlen)
+{
+    int created = mkdir(dir, 0700) == 0;
+    if (!created && errno != EEXIST)
+        return set_err(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+    struct stat st;
+    if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+        return set_err(err, errlen, "%s is not a folder", dir);
+    if ((st.st_mode & 0777) != 0700 && chmod(dir, 0700) < 0)
+        return set_err(err, errlen, "cannot make %s private (mode 0700): %s", dir,
+                       strerror(errno));
+    return created ? fsync_dir(state_dir, err, errlen) : 0;
+}
+
+static int write_one(const char *dir, const char *name, const char *data, size_t len,
+                     char *err, size_t errlen)
+{
+    char path[PATH_BYTES], temp[PATH_BYTES];
+    snprintf(path, sizeof path, "%s/%.68s", dir, name);
+    snprintf(temp, sizeof temp, "%s/.%.68s.tmp.%ld", dir, name, (long)getpid());
+    unlink(temp);   /* one agent per state folder: a leftover of this pid is from a crash */
+    int fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return set_err(err, errlen, "cannot create %s: %s", temp, strerror(errno));
+    if (fchmod(fd, 0600) < 0 || write_all(fd, data, len) < 0 || fsync(fd) < 0 || close(fd) < 0) {
+        set_err(err, errlen, "cannot write %s: %s", temp, strerror(errno));
+        close(fd);
+        unlink(temp);
+        return -1;
+    }
+    if (rename(temp, path) < 0) {
+        set_err(err, errlen, "cannot rename %s to %s: %s", temp, path, strerror(errno));
+        unlink(temp);
+        return -1;
+    }
+    return 0;
+}
+
+/* The file name inside the folder for a key of files, or NULL when the key is not ours or the
+ * content's hash is not the one in the name. */
+static const char *checked_name(const char *key, const json_t *content, char *err, size_t errlen)
+{
+    const char *name = key + strlen(PREFIX);
+    char hex[HASH_HEX + 1];
+    if (strncmp(key, PREFIX, strlen(PREFIX)) != 0 || !is_our_file_name(name) ||
+        !json_is_string(content)) {
+        set_err(err, errlen, "refusing to write TLS file \"%.80s\": not a name of the form "
+                "tls/<sha256>.crt|.key with string content", key);
+        return NULL;
+    }
+    sha256_hex(json_string_value(content), json_string_length(content), hex);
+    if (memcmp(hex, name, HASH_HEX) != 0) {
+        set_err(err, errlen, "refusing to write TLS file %s: its content does not have that "
+                "SHA-256", key);
+        return NULL;
+    }
+    return name;
+}
+
+int tls_files_write(const char *state_dir, const json_t *files, char *err, size_t errlen)
+{
+    char dir[DIR_BYTES];
+    const char *key;
+    const json_t *content;
+    int written = 0;
+    if (!json_is_object(files) || json_object_size(files) == 0)
+        return 0;
+    if (!state_dir[0] || snprintf(dir, sizeof dir, "%s/" TLS_DIR_NAME, state_dir) >=
+                             (int)sizeof dir)
+        return set_err(err, errlen, "bad state folder name");
+    json_object_foreach((json_t *)files, key, content) {
+        if (!checked_name(key, content, err, errlen))
+            return -1;
+    }
+    if (make_tls_dir(state_dir, dir, err, errlen) < 0)
+        return -1;
+    json_object_foreach((json_t *)files, key, content) {
+        const char *name = key + strlen(PREFIX), *data = json_string_value(content);
+        size_t len = json_string_length(content);
+        char path[PATH_BYTES];
+        snprintf(path, sizeof path, "%s/%.68s", dir, name);
+        if (file_has_content(path, data, len))
+            continue;
+        if (write_one(dir, name, data, len, err, errlen) < 0)
+            return -1;
+        written++;
+    }
+    if (written && fsync_dir(dir, err, errlen) < 0)
+        return -1;
+    if (written)
+        log_info("TLS files written: %d (under %s)", written, dir);
+    return written;
+}
+
+int tls_files_prune(const char *state_dir, const json_t *keep, char *err, size_t errlen)
+{
+    char dir[DIR_BYTES];
+    if (!state_dir[0] || snprintf(dir, sizeof dir, "%s/" TLS_DIR_NAME, state_dir) >=
+                             (int)sizeof dir)
+        return set_err(err, errlen, "bad state folder name");
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : set_err(err, errlen, "cannot read %s: %s", dir,
+                                             strerror(errno));
+    int removed = 0, failed = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char key[sizeof e->d_name + 8], path[PATH_BYTES];
+        snprintf(key, sizeof key, PREFIX "%s", e->d_name);
+        int stale = is_our_file_name(e->d_name) ? !json_object_get(keep, key)
+                                                : is_our_temp_name(e->d_name);
+        if (!stale)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0)
+            removed++;
+        else if (errno != ENOENT && !failed++)
+            set_err(err, errlen, "cannot remove %s: %s", path, strerror(errno));
+    }
+    closedir(d);
+    if (removed && fsync_dir(dir, failed ? NULL : err, failed ? 0 : errlen) < 0)
+        failed++;
+    if (removed)
+        log_info("TLS files removed: %d no longer named by the routes file", removed);
+    return failed ? -1 : removed;
+}
+
+void tls_files_free(json_t *files)
+{
+    const char *key;
+    json_t *content;
+    json_object_foreach(files, key, content) {
+        /* jansson owns the buffer; wiping it in place before the last reference goes is the
+         * only way to not leave private keys in freed heap memory */
+        if (json_is_string(content))
+            explicit_bzero((char *)json_string_value(content), json_string_length(content));
+    }
+    json_decref(files);
+}
