@@ -8,6 +8,7 @@
  *   ip         an IPv4 or IPv6 address, or ""
  *   bool       true/false
  *   count      integer >= 0
+ *   number     integer >= 0, up to INT_MAX (counts that may be large: cache entries, seconds)
  *   bytes      integer >= 0, or a string with a k8s-style suffix: "16Ki", "1Mi", "1Gi", "64k", "1M"
  *   duration   integer milliseconds, or "500ms", "5s", "1m", "1h", "1m30s", "1.5s"
  * The `dns` section belongs to the DNS sinks (read elsewhere) and is skipped here.
@@ -33,7 +34,8 @@
 
 #define CONFIG_MAX_BYTES (1u << 20)
 
-enum field_kind { F_STRING, F_ADDRESS, F_IP, F_BOOL, F_COUNT, F_BYTES, F_DURATION, F_TIMEOUT };
+enum field_kind { F_STRING, F_ADDRESS, F_IP, F_BOOL, F_COUNT, F_NUMBER, F_BYTES, F_DURATION,
+                  F_TIMEOUT };
 
 struct field {
     const char *section, *key;
@@ -63,6 +65,10 @@ static const struct field fields[] = {
     FIELD("proxy", "endpointDownTime", F_DURATION, proxy_endpoint_down_ms),
     FIELD("proxy", "drainTimeout", F_DURATION, proxy_drain_timeout_ms),
     FIELD("proxy", "user", F_STRING, proxy_user),
+    FIELD("proxy", "defaultCert", F_STRING, proxy_default_cert),
+    FIELD("proxy", "defaultKey", F_STRING, proxy_default_key),
+    FIELD("proxy", "tlsSessionCache", F_NUMBER, proxy_tls_session_cache),
+    FIELD("proxy", "hsts", F_NUMBER, proxy_hsts_seconds),
     FIELD("kubernetes", "kubeconfig", F_STRING, kube_kubeconfig),
     FIELD("kubernetes", "manifests", F_STRING, kube_manifests),
     FIELD("kubernetes", "namespace", F_STRING, kube_namespace),
@@ -91,6 +97,7 @@ void node_config_defaults(struct node_config *cfg)
     cfg->proxy_upstream_send_timeout_ms = 60000;
     cfg->proxy_endpoint_down_ms = 10000;
     cfg->proxy_drain_timeout_ms = 10000;
+    cfg->proxy_tls_session_cache = 10000;
     snprintf(cfg->ingress_class_name, sizeof cfg->ingress_class_name, "gatehouse");
     snprintf(cfg->ingress_controller, sizeof cfg->ingress_controller,
              "gatehouse.dev/ingress-controller");
@@ -231,6 +238,13 @@ static const char *set_field(struct node_config *cfg, const struct field *f, con
         n = json_integer_value(v);
         if (n < 0 || n > 4096)
             return "expected an integer in 0..4096";
+        break;
+    case F_NUMBER:
+        if (!json_is_integer(v))
+            return "expected an integer";
+        n = json_integer_value(v);
+        if (n < 0 || n > INT_MAX)
+            return "expected an integer in 0..2147483647";
         break;
     case F_BYTES:
         if (json_is_integer(v))

@@ -33,6 +33,10 @@ struct node_config {
     int proxy_endpoint_down_ms;             /* back-off after a connect failure, default 10000 */
     int proxy_drain_timeout_ms;             /* SIGTERM drain, default 10000 */
     char proxy_user[64];                    /* drop privileges to this user when started as root */
+    char proxy_default_cert[4096];          /* PEM chain for names without a tls entry; "" = */
+    char proxy_default_key[4096];           /*   a self-signed certificate made at start */
+    int proxy_tls_session_cache;            /* TLS sessions kept for resumption, default 10000; 0 = off */
+    int proxy_hsts_seconds;                 /* Strict-Transport-Security max-age, 0 = off (default) */
     /* kubernetes: */
     char kube_kubeconfig[4096];
     char kube_manifests[4096];

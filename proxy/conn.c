@@ -19,6 +19,14 @@
  * Pipelining: bytes after the current request stay in `in` and are parsed only once the
  * current response is complete, so responses go out in order.
  *
+ * The client transport: every client read, write and half-close goes through client_read(),
+ * client_writev() and client_shutdown(), which are read/writev/shutdown on a plain connection
+ * and the BearSSL engine (tls_transport.c) on an HTTPS one. On TLS, "written" means on the
+ * socket, not in the engine (flush_client waits for both), and a half-close is close_notify.
+ * HTTPS requests carry X-Forwarded-Proto https and the HTTPS port; plain requests for a host
+ * with sslRedirect are answered 308 to https:// (when HTTPS is served); with --hsts, HTTPS
+ * responses for names with a certificate of their own carry Strict-Transport-Security.
+ *
  * Expect: 100-continue is answered by the proxy itself once the request head has reached the
  * upstream (the field is not forwarded, so the client never sees two 100s); other interim
  * responses from the upstream are relayed. Timeouts use one timer per session whose meaning
@@ -41,6 +49,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "route_table.h"
+#include "tls_store.h"
+#include "tls_transport.h"
 
 #define MAX_CONNECT_TRIES   3
 #define LINGER_MS           2000
@@ -54,6 +64,7 @@ enum step { STEP_WAIT, STEP_AGAIN, STEP_CLOSED };
 struct session {
     enum watch_kind kind;                 /* WATCH_CLIENT; 0 once closed */
     int fd;
+    struct tls_transport *tls;            /* NULL: plain HTTP */
     struct worker *w;
     struct session *prev, *next;
     struct session *free_next;
@@ -73,6 +84,7 @@ struct session {
     unsigned char keepalive;              /* the client allows another request */
     unsigned char unlogged;               /* a request began and is not yet logged/counted */
     unsigned char wants_upgrade, send_continue;
+    unsigned char hsts;                   /* responses carry Strict-Transport-Security */
     const char *upgrade;  size_t upgrade_len;
     const char *request_id; size_t request_id_len;
     char request_id_buf[33];
@@ -115,6 +127,7 @@ struct session {
 static void session_close(struct session *s);
 static enum step reply_local(struct session *s, int status, int keep);
 static void arm(struct session *s, int ms);
+static void refresh_table(struct worker *w);
 
 /* ---------------------------------------------------------------- buffers */
 
@@ -154,6 +167,41 @@ static int would_block(void)
     return errno == EAGAIN || errno == EWOULDBLOCK;
 }
 
+/* ---------------------------------------------------------------- client transport */
+
+/* The client side's I/O, plain or TLS, with read(2)/writev(2) semantics either way. The
+ * readiness hints (rd_ready/wr_ready) are cleared when the transport would block; on a plain
+ * socket a short transfer means the same, while TLS moves one record at a time and decides
+ * for itself. */
+static ssize_t client_read(struct session *s, void *buf, size_t len)
+{
+    ssize_t n;
+    if (s->tls) {
+        n = tls_transport_read(s->tls, buf, len);
+    } else {
+        n = read(s->fd, buf, len);
+        if (n > 0 && (size_t)n < len)
+            s->rd_ready = 0;
+    }
+    if (n < 0 && would_block())
+        s->rd_ready = 0;
+    return n;
+}
+
+static ssize_t client_writev(struct session *s, const struct iovec *iov, int cnt)
+{
+    return s->tls ? tls_transport_writev(s->tls, iov, cnt) : writev(s->fd, iov, cnt);
+}
+
+/* Ends our direction: FIN on a plain socket, close_notify on TLS. */
+static void client_shutdown(struct session *s)
+{
+    if (s->tls)
+        tls_transport_shutdown(s->tls);
+    else
+        shutdown(s->fd, SHUT_WR);
+}
+
 static void queue_client(struct session *s, const void *p, size_t n)
 {
     if (n == 0)
@@ -169,7 +217,7 @@ static int flush_client(struct session *s)
     while (s->num_pending) {
         if (!s->wr_ready)
             return 0;
-        ssize_t n = writev(s->fd, s->pending, s->num_pending);
+        ssize_t n = client_writev(s, s->pending, s->num_pending);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -192,7 +240,12 @@ static int flush_client(struct session *s)
         memmove(s->pending, s->pending + i, (size_t)(s->num_pending - i) * sizeof s->pending[0]);
         s->num_pending -= i;
     }
-    return 1;
+    if (!s->tls)
+        return 1;
+    int r = tls_transport_flush(s->tls);     /* "written" means on the socket, not in the engine */
+    if (r == 0)
+        s->wr_ready = 0;
+    return r;
 }
 
 static void arm(struct session *s, int ms)
@@ -360,14 +413,18 @@ static size_t build_upstream_head(struct session *s)
         PUT_LIT(&o, ", ");
     }
     put(&o, s->remote, remote_len);
-    PUT_LIT(&o, "\r\nX-Forwarded-Proto: http\r\n");
+    if (s->tls)
+        PUT_LIT(&o, "\r\nX-Forwarded-Proto: https\r\n");
+    else
+        PUT_LIT(&o, "\r\nX-Forwarded-Proto: http\r\n");
     if (r->host_len) {
         PUT_LIT(&o, "X-Forwarded-Host: ");
         put(&o, r->host, r->host_len);
         PUT_LIT(&o, "\r\n");
     }
     PUT_LIT(&o, "X-Forwarded-Port: ");
-    put(&o, w->port_text, strlen(w->port_text));
+    const char *port = s->tls ? w->https_port_text : w->port_text;
+    put(&o, port, strlen(port));
     PUT_LIT(&o, "\r\nX-Real-IP: ");
     put(&o, s->remote, remote_len);
     PUT_LIT(&o, "\r\nX-Request-ID: ");
@@ -455,6 +512,7 @@ static void forget_request(struct session *s)
     s->send_continue = 0;
     s->wants_upgrade = 0;
     s->req_abandoned = 0;
+    s->hsts = 0;
 }
 
 /* The response is complete. Either wait for the next request or close. */
@@ -474,7 +532,7 @@ static enum step finish_request(struct session *s, int keep)
     if (!keep && unread_body) {
         /* Closing with request bytes unread would reset the connection and could destroy
          * the response in flight: half-close and drain first. */
-        shutdown(s->fd, SHUT_WR);
+        client_shutdown(s);
         s->phase = PH_LINGER;
         arm(s, LINGER_MS);
         return STEP_AGAIN;
@@ -515,6 +573,21 @@ static const char *reason_for(int status)
     }
 }
 
+/* The response the proxy made in out[0, len) goes to the client; then PH_REPLY. */
+static enum step send_local(struct session *s, int status, size_t len, int keep)
+{
+    struct worker *w = s->w;
+    s->status = status;
+    s->num_pending = 0;
+    queue_client(s, s->out, len);
+    s->resp_state = R_DONE;
+    s->up_reusable = 0;
+    s->keepalive = (unsigned char)keep;
+    s->phase = PH_REPLY;
+    arm(s, w->opt->client_idle_timeout_ms);
+    return STEP_AGAIN;
+}
+
 /* Answers the current request ourselves. keep: the connection may carry another request
  * (only when the request body, if any, has been read to its end). */
 static enum step reply_local(struct session *s, int status, int keep)
@@ -527,19 +600,80 @@ static enum step reply_local(struct session *s, int status, int keep)
     int head_only = s->req.method_len == 4 && memcmp(s->req.method, "HEAD", 4) == 0;
     int n = snprintf(s->out, w->out_cap,
                      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                     "Connection: %s\r\n\r\n%s\n",
-                     status, reason, body_len, keep ? "keep-alive" : "close", reason);
+                     "%sConnection: %s\r\n\r\n%s\n",
+                     status, reason, body_len, s->hsts ? w->hsts_line : "",
+                     keep ? "keep-alive" : "close", reason);
     if (head_only)
         n -= body_len;
-    s->status = status;
-    s->num_pending = 0;
-    queue_client(s, s->out, (size_t)n);
-    s->resp_state = R_DONE;
-    s->up_reusable = 0;
-    s->keepalive = (unsigned char)keep;
-    s->phase = PH_REPLY;
-    arm(s, w->opt->client_idle_timeout_ms);
-    return STEP_AGAIN;
+    return send_local(s, status, (size_t)n, keep);
+}
+
+/* Length of a Host value without its port ("[v6]:443" keeps its brackets). */
+static size_t host_without_port(const char *host, size_t len)
+{
+    if (len && host[0] == '[') {
+        const char *close_bracket = memchr(host, ']', len);
+        return close_bracket ? (size_t)(close_bracket - host) + 1 : 0;
+    }
+    const char *colon = memchr(host, ':', len);
+    return colon ? (size_t)(colon - host) : len;
+}
+
+/* Client data goes into our Location field only if it cannot end the field or the head:
+ * the parser already refused control bytes, this check does not rely on it. */
+static int is_safe_for_location(const char *p, size_t n, int is_host)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c <= 0x20 || c >= 0x7f)
+            return 0;
+        if (is_host && !((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') ||
+                         c == '.' || c == '-' || c == '_' || c == '[' || c == ']' || c == ':'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Plain HTTP for a host with sslRedirect: 308 to https:// + the same host, path and query. */
+static enum step reply_redirect(struct session *s)
+{
+    struct worker *w = s->w;
+    const struct http1_request *r = &s->req;
+    size_t host_len = host_without_port(r->host, r->host_len);
+    const char *target;
+    size_t target_len;
+    origin_form(r, &target, &target_len);
+    if (target_len == 0 || (target[0] != '/' && target[0] != '?'))
+        target_len = 0;                                /* "*" and the like: the root */
+    if (host_len == 0 || !is_safe_for_location(r->host, host_len, 1) ||
+        !is_safe_for_location(target, target_len, 0))
+        return reply_local(s, 400, 0);
+    int default_port = strcmp(w->https_port_text, "443") == 0;
+    int keep = s->body_done && !w->draining;
+    int n = snprintf(s->out, w->out_cap,
+                     "HTTP/1.1 308 Permanent Redirect\r\nLocation: https://%.*s%s%s%s%.*s\r\n"
+                     "Content-Length: 0\r\nConnection: %s\r\n\r\n",
+                     (int)host_len, r->host, default_port ? "" : ":",
+                     default_port ? "" : w->https_port_text,
+                     target_len && target[0] == '/' ? "" : "/", (int)target_len, target,
+                     keep ? "keep-alive" : "close");
+    if (n < 0 || (size_t)n >= w->out_cap)
+        return reply_local(s, 431, 0);
+    return send_local(s, 308, (size_t)n, keep);
+}
+
+/* HSTS only for names with a certificate of their own (a tls entry), never for names that
+ * get the default certificate. */
+static int host_has_certificate(const struct session *s)
+{
+    char name[256];
+    size_t n = host_without_port(s->req.host, s->req.host_len);
+    if (!s->table || n == 0 || n >= sizeof name)
+        return 0;
+    memcpy(name, s->req.host, n);
+    name[n] = 0;
+    const struct tls_cert *cert = tls_store_select(route_table_tls(s->table), name);
+    return cert && cert != tls_default_cert();
 }
 
 static enum step reply_step(struct session *s)
@@ -556,7 +690,7 @@ static enum step reply_step(struct session *s)
     /* Closing after an error: half-close, then discard what the client still sends. */
     log_request(s);
     forget_request(s);
-    shutdown(s->fd, SHUT_WR);
+    client_shutdown(s);
     s->phase = PH_LINGER;
     arm(s, LINGER_MS);
     return STEP_AGAIN;
@@ -565,13 +699,11 @@ static enum step reply_step(struct session *s)
 static enum step linger_step(struct session *s)
 {
     while (s->rd_ready) {
-        ssize_t n = read(s->fd, s->in, s->w->in_cap);
+        ssize_t n = client_read(s, s->in, s->w->in_cap);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0 && would_block()) {
-            s->rd_ready = 0;
+        if (n < 0 && would_block())
             break;
-        }
         if (n <= 0) {
             session_close(s);
             return STEP_CLOSED;
@@ -740,6 +872,9 @@ static enum step start_request(struct session *s, size_t head_len)
         s->table = w->table;
         route_table_match(s->table, r->host, r->host_len, r->path, r->path_len, &s->match);
     }
+    if (s->match.ssl_redirect && !s->tls && w->https_port_text[0])
+        return reply_redirect(s);
+    s->hsts = s->tls && w->hsts_line[0] && host_has_certificate(s);
     if (!s->match.backend)
         return reply_local(s, 404, 1);
     if (s->match.backend->error || s->match.backend->num_endpoints == 0) {
@@ -790,13 +925,11 @@ static enum step head_step(struct session *s)
             session_close(s);
             return STEP_CLOSED;
         }
-        size_t space = w->in_cap - s->in_len;
-        ssize_t n = read(s->fd, s->in + s->in_len, space);
+        ssize_t n = client_read(s, s->in + s->in_len, w->in_cap - s->in_len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
             if (would_block()) {
-                s->rd_ready = 0;
                 if (s->in_len == 0)
                     release_buffers(s);
                 return STEP_WAIT;
@@ -806,8 +939,6 @@ static enum step head_step(struct session *s)
             session_close(s);
             return STEP_CLOSED;
         }
-        if ((size_t)n < space)
-            s->rd_ready = 0;
         if (s->in_len == 0) {
             s->started_wall_ms = w->wall_ms;
             if (!s->first_request)
@@ -920,22 +1051,18 @@ static enum step request_pump(struct session *s)
         size_t space = w->in_cap - s->in_len;
         if (space == 0 || !s->rd_ready)
             return STEP_WAIT;
-        ssize_t n = read(s->fd, s->in + s->in_len, space);
+        ssize_t n = client_read(s, s->in + s->in_len, space);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (would_block()) {
-                s->rd_ready = 0;
+            if (would_block())
                 return STEP_WAIT;
-            }
         }
         if (n <= 0) {
             s->client_eof = 1;
             session_close(s);                       /* client gave up mid-body */
             return STEP_CLOSED;
         }
-        if ((size_t)n < space)
-            s->rd_ready = 0;
         s->in_len += (size_t)n;
         enum step st = scan_request_body(s);
         if (st != STEP_WAIT)
@@ -1155,6 +1282,8 @@ static enum step response_head(struct session *s, int *need_more)
     s->up_reusable = !(r.flags & HTTP1_F_CONN_CLOSE) && r.body != HTTP1_BODY_UNTIL_CLOSE;
     size_t compacted = compact_response_head(head, head_len, &r, 0);
     queue_client(s, head, compacted);
+    if (s->hsts)
+        queue_client(s, w->hsts_line, strlen(w->hsts_line));
     const char *line = connection_lines[r.body == HTTP1_BODY_CHUNKED && !s->dechunk][keep];
     queue_client(s, line, strlen(line));
     s->resp_state = R_BODY;
@@ -1299,12 +1428,10 @@ static enum step tunnel_step(struct session *s)
                 goto done;
         }
         if (s->in_len < w->in_cap && s->rd_ready && !s->client_eof) {
-            ssize_t n = read(s->fd, s->in + s->in_len, w->in_cap - s->in_len);
-            if (n < 0 && would_block())
-                s->rd_ready = 0;
-            else if (n < 0 && errno != EINTR)
+            ssize_t n = client_read(s, s->in + s->in_len, w->in_cap - s->in_len);
+            if (n < 0 && !would_block() && errno != EINTR)
                 goto done;
-            else if (n == 0)
+            if (n == 0)
                 s->client_eof = 1;
             else if (n > 0)
                 s->in_len += (size_t)n;
@@ -1398,10 +1525,16 @@ void session_event(struct session *s, uint32_t events)
 {
     if (s->kind != WATCH_CLIENT)
         return;                                     /* closed earlier in this batch */
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-        s->rd_ready = 1;
-    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-        s->wr_ready = 1;
+    int readable = (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+    int writable = (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+    if (s->tls) {
+        /* Either socket direction may unblock either plaintext direction: retry both. */
+        tls_transport_socket_ready(s->tls, readable, writable);
+        s->rd_ready = s->wr_ready = 1;
+    } else {
+        s->rd_ready |= (unsigned char)readable;
+        s->wr_ready |= (unsigned char)writable;
+    }
     session_drive(s);
 }
 
@@ -1457,7 +1590,8 @@ static void format_remote(char *dst, size_t len, const struct sockaddr *sa)
     }
 }
 
-void session_open(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len)
+void session_open(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len,
+                  int tls)
 {
     struct session *s = w->free_sessions;
     if (s) {
@@ -1467,6 +1601,17 @@ void session_open(struct worker *w, int fd, const struct sockaddr *peer, socklen
         return;
     }
     memset(s, 0, sizeof *s);
+    if (tls) {
+        refresh_table(w);             /* new handshakes get the newest certificates */
+        s->tls = tls_transport_open(&w->free_tls, fd, w->table);
+        if (!s->tls) {
+            log_warn("cannot start a TLS connection: out of memory or entropy");
+            close(fd);
+            s->free_next = w->free_sessions;
+            w->free_sessions = s;
+            return;
+        }
+    }
     s->kind = WATCH_CLIENT;
     s->fd = fd;
     s->w = w;
@@ -1478,6 +1623,8 @@ void session_open(struct worker *w, int fd, const struct sockaddr *peer, socklen
     format_remote(s->remote, sizeof s->remote, peer);
     struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = s };
     if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        if (s->tls)
+            tls_transport_close(&w->free_tls, s->tls);
         close(fd);
         s->kind = 0;
         s->free_next = w->free_sessions;
@@ -1514,6 +1661,10 @@ static void session_close(struct session *s)
         s->table = NULL;
     }
     timer_cancel(&w->wheel, &s->timer);
+    if (s->tls) {
+        tls_transport_close(&w->free_tls, s->tls);
+        s->tls = NULL;
+    }
     close(s->fd);
     s->fd = -1;
     s->kind = 0;
@@ -1554,6 +1705,7 @@ int worker_cut_off(struct worker *w)
 
 void worker_free_sessions(struct worker *w)
 {
+    tls_transport_free_all(&w->free_tls);
     while (w->free_buffers) {
         struct buffer_block *b = w->free_buffers;
         w->free_buffers = b->next;

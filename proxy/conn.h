@@ -12,6 +12,10 @@
  * simply retries whatever it can until every side would block, so no epoll_ctl() is needed
  * on the hot path and flow control falls out naturally: a side is only read while the other
  * side has buffer room.
+ *
+ * A client connection is plain or TLS (from the HTTPS listener); the difference stays inside
+ * conn.c's client transport functions (tls_transport.h does the TLS), so the HTTP state machine
+ * is the same for both.
  */
 #ifndef GATEHOUSE_CONN_H
 #define GATEHOUSE_CONN_H
@@ -33,17 +37,22 @@
 struct route_table;
 struct session;
 struct buffer_block;
+struct tls_transport;
 
 struct worker {
     int index;
     const struct server_options *opt;
     int epoll_fd;
     enum watch_kind listener_tag;       /* data.ptr targets for the listener and wakeup fds */
+    enum watch_kind https_listener_tag; /* WATCH_LISTENER too: told apart by its address */
     enum watch_kind wakeup_tag;
     int listen_fd;                      /* -1 once draining */
+    int https_listen_fd;                /* -1: no HTTPS listener, or draining */
     int64_t accept_paused_until;        /* after EMFILE: monotonic ms; 0 = accepting */
     int wakeup_fd;                      /* eventfd: server_stop() pokes it */
     char port_text[8];                  /* X-Forwarded-Port */
+    char https_port_text[8];            /* same for HTTPS; "" when HTTPS is not served */
+    char hsts_line[64];                 /* "Strict-Transport-Security: ...\r\n", "" = off */
     pthread_t thread;
 
     int64_t now_ms;                     /* monotonic, read once per loop iteration */
@@ -59,6 +68,7 @@ struct worker {
     long num_sessions;
     struct session *free_sessions;      /* recycled session objects */
     struct buffer_block *free_buffers;  /* recycled in+out buffer pairs */
+    struct tls_transport *free_tls;     /* recycled TLS engines */
     size_t in_cap, out_cap;
     uint64_t rng[2];                    /* request ids */
 
@@ -70,8 +80,9 @@ struct worker {
     _Alignas(64) _Atomic long active;   /* read by other threads: own cache line */
 };
 
-/* A new client connection from accept4(). Closes fd on failure. */
-void session_open(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len);
+/* A new client connection from accept4(); tls: from the HTTPS listener. Closes fd on failure. */
+void session_open(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len,
+                  int tls);
 
 /* epoll events for a session or for an upstream connection (owned or idle). */
 void session_event(struct session *s, uint32_t events);

@@ -15,6 +15,9 @@
 #include "privileges.h"
 #include "reload.h"
 #include "server.h"
+#include "tls_session_cache.h"
+#include "tls_store.h"
+#include "tls_transport.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -43,11 +46,17 @@ static const char usage_text[] =
     "\n"
     "  --routes FILE                  routes file (default /var/lib/gatehouse/routes.yaml)\n"
     "  --http ADDR:PORT               where to serve HTTP, e.g. 0.0.0.0:80\n"
-    "  --https ADDR:PORT              (accepted; HTTPS is not served by this build)\n"
+    "  --https ADDR:PORT              where to serve HTTPS (TLS 1.2), e.g. 0.0.0.0:443\n"
     "  --admin ADDR:PORT              /healthz, /readyz, /metrics (default 127.0.0.1:9901)\n"
     "  --workers N                    worker threads, 0 = one per CPU (default 0)\n"
     "  --config FILE                  node config (default " NODE_CONFIG_DEFAULT_PATH ")\n"
     "  --no-access-log                no JSON access log lines on stdout\n"
+    "  --default-cert FILE            PEM chain for names without a tls entry (with --default-key;\n"
+    "                                 default: a self-signed certificate made at start)\n"
+    "  --default-key FILE             its PEM private key (RSA or EC)\n"
+    "  --tls-session-cache N          TLS sessions kept for resumption, 0 = off (default 10000)\n"
+    "  --hsts SECONDS                 Strict-Transport-Security max-age on HTTPS responses for\n"
+    "                                 hosts with a tls entry, 0 = off (default 0)\n"
     "  --user NAME                    when started as root, run as NAME after binding\n"
     "  --max-header-bytes N           larger request heads get 431 (default 16384)\n"
     "  --max-body-bytes N             larger request bodies get 413, 0 = unlimited\n"
@@ -61,9 +70,10 @@ static const char usage_text[] =
 
 /* Flag values as given; NULL = not given, so the node config decides. */
 struct flags {
-    const char *routes, *http, *https, *admin, *config, *user;
+    const char *routes, *http, *https, *admin, *config, *user, *default_cert, *default_key;
     const char *workers, *max_header_bytes, *max_body_bytes, *client_header_timeout,
-               *upstream_connect_timeout, *upstream_read_timeout, *drain_timeout;
+               *upstream_connect_timeout, *upstream_read_timeout, *drain_timeout,
+               *tls_session_cache, *hsts;
     int no_access_log;
 };
 
@@ -83,7 +93,8 @@ static void parse_flags(int argc, char **argv, struct flags *f)
 {
     enum { O_ROUTES = 256, O_HTTP, O_HTTPS, O_ADMIN, O_WORKERS, O_CONFIG, O_NO_ACCESS_LOG, O_USER,
            O_MAX_HEADER, O_MAX_BODY, O_HEADER_TIMEOUT, O_CONNECT_TIMEOUT, O_READ_TIMEOUT,
-           O_DRAIN_TIMEOUT, O_HELP, O_VERSION };
+           O_DRAIN_TIMEOUT, O_DEFAULT_CERT, O_DEFAULT_KEY, O_TLS_SESSION_CACHE, O_HSTS,
+           O_HELP, O_VERSION };
     static const struct option options[] = {
         { "routes", required_argument, NULL, O_ROUTES },
         { "http", required_argument, NULL, O_HTTP },
@@ -99,6 +110,10 @@ static void parse_flags(int argc, char **argv, struct flags *f)
         { "upstream-connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT },
         { "upstream-read-timeout", required_argument, NULL, O_READ_TIMEOUT },
         { "drain-timeout", required_argument, NULL, O_DRAIN_TIMEOUT },
+        { "default-cert", required_argument, NULL, O_DEFAULT_CERT },
+        { "default-key", required_argument, NULL, O_DEFAULT_KEY },
+        { "tls-session-cache", required_argument, NULL, O_TLS_SESSION_CACHE },
+        { "hsts", required_argument, NULL, O_HSTS },
         { "help", no_argument, NULL, O_HELP },
         { "version", no_argument, NULL, O_VERSION },
         { NULL, 0, NULL, 0 },
@@ -123,6 +138,10 @@ static void parse_flags(int argc, char **argv, struct flags *f)
         case O_CONNECT_TIMEOUT: f->upstream_connect_timeout = optarg; break;
         case O_READ_TIMEOUT: f->upstream_read_timeout = optarg; break;
         case O_DRAIN_TIMEOUT: f->drain_timeout = optarg; break;
+        case O_DEFAULT_CERT: f->default_cert = optarg; break;
+        case O_DEFAULT_KEY: f->default_key = optarg; break;
+        case O_TLS_SESSION_CACHE: f->tls_session_cache = optarg; break;
+        case O_HSTS: f->hsts = optarg; break;
         case O_HELP: fputs(usage_text, stdout); exit(0);
         case O_VERSION: printf(PROGRAM " %s\n", GATEHOUSE_VERSION); exit(0);
         case ':': usage_error("%s needs a value", argv[optind - 1]); break;
@@ -183,12 +202,19 @@ static void apply_flags(const struct flags *f, struct node_config *cfg, struct s
     COPY(proxy_https, f->https);
     COPY(proxy_admin, f->admin);
     COPY(proxy_user, f->user);
+    COPY(proxy_default_cert, f->default_cert);
+    COPY(proxy_default_key, f->default_key);
 #undef COPY
+    cfg->proxy_tls_session_cache = (int)numeric_setting("tls-session-cache", f->tls_session_cache,
+                                                        cfg->proxy_tls_session_cache, 0, 10000000);
     if (f->no_access_log)
         cfg->proxy_access_log = 0;
     const long long hour_ms = 3600 * 1000;
     *opt = (struct server_options){
         .http_addr = cfg->proxy_http,
+        .https_addr = cfg->proxy_https,
+        .hsts_seconds = (int)numeric_setting("hsts", f->hsts, cfg->proxy_hsts_seconds,
+                                             0, 10LL * 365 * 24 * 3600),
         .workers = choose_workers(numeric_setting("workers", f->workers, cfg->proxy_workers,
                                                   0, METRICS_MAX_WORKERS)),
         .access_log = cfg->proxy_access_log,
@@ -215,6 +241,11 @@ static void apply_flags(const struct flags *f, struct node_config *cfg, struct s
         usage_error("no HTTP address: give --http ADDR:PORT or set proxy.http in the node config");
     if (!cfg->proxy_admin[0] || !cfg->proxy_routes[0])
         usage_error("--admin and --routes must not be empty");
+    /* SO_REUSEPORT would let both bind and share the connections between them. */
+    if (cfg->proxy_https[0] && strcmp(cfg->proxy_https, cfg->proxy_http) == 0)
+        usage_error("HTTP and HTTPS cannot both listen on %s", cfg->proxy_http);
+    if (!cfg->proxy_default_cert[0] != !cfg->proxy_default_key[0])
+        usage_error("--default-cert and --default-key go together");
 }
 
 static void load_settings(int argc, char **argv, struct node_config *cfg,
@@ -230,9 +261,36 @@ static void load_settings(int argc, char **argv, struct node_config *cfg,
         exit(1);
     }
     apply_flags(&f, cfg, opt);
-    if (cfg->proxy_https[0])
-        log_warn("HTTPS (%s) is not served by this build: only HTTP on %s", cfg->proxy_https,
-                 cfg->proxy_http);
+}
+
+/* ---- TLS: before the routes are loaded, so the first table's handshakes find both ---- */
+
+static void start_tls(const struct node_config *cfg)
+{
+    char err[512];
+    if (!cfg->proxy_https[0]) {
+        if (cfg->proxy_default_cert[0])
+            log_warn("no HTTPS listener: the default certificate is not used");
+        return;
+    }
+    if (tls_session_cache_init((size_t)cfg->proxy_tls_session_cache) != 0) {
+        log_error("out of memory for a TLS session cache of %d entries",
+                  cfg->proxy_tls_session_cache);
+        exit(1);
+    }
+    int rc = cfg->proxy_default_cert[0]
+             ? tls_default_cert_load(cfg->proxy_default_cert, cfg->proxy_default_key, err, sizeof err)
+             : tls_default_cert_generate(err, sizeof err);
+    if (rc != 0) {
+        log_error("default certificate: %s", err);
+        exit(1);
+    }
+    char cache[64] = "off";
+    if (cfg->proxy_tls_session_cache > 0)
+        snprintf(cache, sizeof cache, "%d entries", cfg->proxy_tls_session_cache);
+    log_info("TLS: default certificate %s; session cache %s; %zu bytes per TLS connection",
+             cfg->proxy_default_cert[0] ? cfg->proxy_default_cert : "self-signed (made at start)",
+             cache, tls_transport_size());
 }
 
 /* ---- privileges ---- */
@@ -311,14 +369,16 @@ int main(int argc, char **argv)
 
     char err[512] = "";
     metrics_init(opt.workers);
+    start_tls(cfg);
     reload_initial(cfg->proxy_routes);
     start_or_exit(admin_start(cfg->proxy_admin, err, sizeof err), err);
     start_or_exit(server_start(&opt, err, sizeof err), err);
     admin_set_serving(1);
     drop_privileges(cfg);
     start_or_exit(reload_start(cfg->proxy_routes, err, sizeof err), err);
-    log_info(PROGRAM " %s: serving HTTP on %s with %d workers, routes from %s",
-             GATEHOUSE_VERSION, opt.http_addr, opt.workers, cfg->proxy_routes);
+    log_info(PROGRAM " %s: serving HTTP on %s%s%s with %d workers, routes from %s",
+             GATEHOUSE_VERSION, opt.http_addr, opt.https_addr[0] ? ", HTTPS on " : "",
+             opt.https_addr, opt.workers, cfg->proxy_routes);
 
     int sig = wait_for_stop(&signals);
     log_info("%s: draining (up to %d ms)", strsignal(sig), opt.drain_timeout_ms);

@@ -2,8 +2,8 @@
  * server.c - the data plane's skeleton (server.h): listeners, worker threads, the epoll loop,
  * graceful drain. What happens on a connection is conn.c's business.
  *
- * Every worker owns a SO_REUSEPORT listening socket, so the kernel spreads new connections
- * over workers and no accept lock exists. The loop reads the clock once per iteration, runs
+ * Every worker owns a SO_REUSEPORT listening socket per listener (HTTP, HTTPS), so the kernel
+ * spreads new connections over workers and no accept lock exists. The loop reads the clock once per iteration, runs
  * the events, then the timers, then writes the batched access-log lines.
  *
  * Stopping: server_stop() sets each worker's drain flag through its eventfd. A draining worker
@@ -45,8 +45,11 @@ static struct server_options options;
 static void resume_accepting(struct worker *w)
 {
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &w->listener_tag };
+    struct epoll_event tev = { .events = EPOLLIN, .data.ptr = &w->https_listener_tag };
     w->accept_paused_until = 0;
-    if (w->listen_fd >= 0 && epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->listen_fd, &ev) < 0)
+    if ((w->listen_fd >= 0 && epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->listen_fd, &ev) < 0) ||
+        (w->https_listen_fd >= 0 &&
+         epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->https_listen_fd, &tev) < 0))
         log_warn("worker %d: cannot resume accepting: %s", w->index, strerror(errno));
 }
 
@@ -125,12 +128,22 @@ static int listener_port(int fd, char *out, size_t len)
 
 /* ---------------------------------------------------------------- the loop */
 
-static void accept_connections(struct worker *w)
+static void pause_accepting(struct worker *w)
 {
-    for (int i = 0; i < ACCEPTS_PER_WAKE && w->listen_fd >= 0; i++) {
+    if (w->listen_fd >= 0)
+        epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, w->listen_fd, NULL);
+    if (w->https_listen_fd >= 0)
+        epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, w->https_listen_fd, NULL);
+    w->accept_paused_until = w->now_ms + ACCEPT_PAUSE_MS;
+}
+
+static void accept_connections(struct worker *w, int tls)
+{
+    const int *listen_fd = tls ? &w->https_listen_fd : &w->listen_fd;
+    for (int i = 0; i < ACCEPTS_PER_WAKE && *listen_fd >= 0 && !w->accept_paused_until; i++) {
         struct sockaddr_storage peer;
         socklen_t peer_len = sizeof peer;
-        int fd = accept4(w->listen_fd, (struct sockaddr *)&peer, &peer_len,
+        int fd = accept4(*listen_fd, (struct sockaddr *)&peer, &peer_len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
@@ -139,14 +152,13 @@ static void accept_connections(struct worker *w)
                 /* The listener stays readable: pause it instead of spinning on the error. */
                 log_warn("worker %d: accept: %s; pausing new connections for %d ms",
                          w->index, strerror(errno), ACCEPT_PAUSE_MS);
-                epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, w->listen_fd, NULL);
-                w->accept_paused_until = w->now_ms + ACCEPT_PAUSE_MS;
+                pause_accepting(w);
             } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 log_warn("worker %d: accept: %s", w->index, strerror(errno));
             }
             return;
         }
-        session_open(w, fd, (struct sockaddr *)&peer, peer_len);
+        session_open(w, fd, (struct sockaddr *)&peer, peer_len, tls);
     }
 }
 
@@ -162,6 +174,10 @@ static void begin_drain(struct worker *w)
     if (w->listen_fd >= 0) {
         close(w->listen_fd);
         w->listen_fd = -1;
+    }
+    if (w->https_listen_fd >= 0) {
+        close(w->https_listen_fd);
+        w->https_listen_fd = -1;
     }
     worker_drain_idle(w);
 }
@@ -187,7 +203,7 @@ static void *worker_main(void *arg)
             switch (*kind) {
             case WATCH_CLIENT:   session_event((struct session *)kind, events[i].events); break;
             case WATCH_UPSTREAM: upstream_conn_event((struct upstream_conn *)kind, events[i].events); break;
-            case WATCH_LISTENER: accept_connections(w); break;
+            case WATCH_LISTENER: accept_connections(w, kind == &w->https_listener_tag); break;
             case WATCH_WAKEUP:   begin_drain(w); break;
             default:             break;      /* closed earlier in this batch */
             }
@@ -218,8 +234,10 @@ static int worker_init(struct worker *w, int index, char *err, size_t errlen)
     w->index = index;
     w->opt = &options;
     w->listen_fd = -1;
+    w->https_listen_fd = -1;
     w->wakeup_fd = -1;
     w->listener_tag = WATCH_LISTENER;
+    w->https_listener_tag = WATCH_LISTENER;
     w->wakeup_tag = WATCH_WAKEUP;
     w->in_cap = options.max_header_bytes + CONN_BODY_WINDOW;
     w->out_cap = options.max_header_bytes + BODY_SLACK + CONN_BODY_WINDOW;
@@ -250,9 +268,21 @@ static int worker_init(struct worker *w, int index, char *err, size_t errlen)
     if (w->listen_fd < 0)
         return -1;
     listener_port(w->listen_fd, w->port_text, sizeof w->port_text);
+    if (options.https_addr && options.https_addr[0]) {
+        w->https_listen_fd = open_listener(options.https_addr, err, errlen);
+        if (w->https_listen_fd < 0)
+            return -1;
+        listener_port(w->https_listen_fd, w->https_port_text, sizeof w->https_port_text);
+        if (options.hsts_seconds > 0)
+            snprintf(w->hsts_line, sizeof w->hsts_line,
+                     "Strict-Transport-Security: max-age=%d\r\n", options.hsts_seconds);
+    }
     struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &w->listener_tag };
+    struct epoll_event tev = { .events = EPOLLIN, .data.ptr = &w->https_listener_tag };
     struct epoll_event wev = { .events = EPOLLIN, .data.ptr = &w->wakeup_tag };
     if (epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->listen_fd, &lev) < 0 ||
+        (w->https_listen_fd >= 0 &&
+         epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->https_listen_fd, &tev) < 0) ||
         epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, w->wakeup_fd, &wev) < 0) {
         snprintf(err, errlen, "worker %d: epoll_ctl: %s", index, strerror(errno));
         return -1;
@@ -270,6 +300,8 @@ static void worker_release(struct worker *w)
         route_table_unref(w->table);
     if (w->listen_fd >= 0)
         close(w->listen_fd);
+    if (w->https_listen_fd >= 0)
+        close(w->https_listen_fd);
     if (w->wakeup_fd >= 0)
         close(w->wakeup_fd);
     if (w->epoll_fd >= 0)

@@ -1,10 +1,13 @@
 /*
  * server.h - the data plane: worker threads, each with its own epoll loop and its own
- * SO_REUSEPORT listening socket(s), its own upstream keep-alive pools and its own metrics slot.
+ * SO_REUSEPORT listening sockets (HTTP, and HTTPS when configured), its own upstream keep-alive
+ * pools and its own metrics slot.
  *
  * main.c parses flags/config into struct server_options and calls server_start(). The admin
- * listener is separate (admin.h) so a busy data plane never starves health checks. Listening sockets are bound by server_start() (before privileges are dropped
- * by main). server_stop() begins a graceful drain; server_wait() joins the workers.
+ * listener is separate (admin.h) so a busy data plane never starves health checks. Listening
+ * sockets are bound by server_start() (before privileges are dropped by main). TLS needs the
+ * default certificate and the session cache set up (tls_store.h, tls_session_cache.h) before
+ * server_start(). server_stop() begins a graceful drain; server_wait() joins the workers.
  */
 #ifndef GATEHOUSE_SERVER_H
 #define GATEHOUSE_SERVER_H
@@ -13,6 +16,9 @@
 
 struct server_options {
     const char *http_addr;               /* "ADDR:PORT" */
+    const char *https_addr;              /* "ADDR:PORT", or NULL/"": no HTTPS listener */
+    int hsts_seconds;                    /* > 0: HTTPS responses for hosts with a certificate of
+                                            their own carry Strict-Transport-Security */
     int workers;                         /* >= 1 */
     int access_log;                      /* JSON line per request on stdout */
     size_t max_header_bytes;             /* -> 431 */
