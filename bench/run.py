@@ -279,9 +279,11 @@ def busy_percent(before, after):
     return out
 
 
-def run_wrk(port, seconds, connections):
+def run_wrk(port, seconds, connections, scheme="http", close=False):
+    """close: every request on a new connection (`Connection: close`)."""
     argv = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-            "--latency", "-H", "Host: bench.example", f"http://127.0.0.1:{port}/"]
+            "--latency", "-H", "Host: bench.example"] + (["-H", "Connection: close"] if close else []) + \
+           [f"{scheme}://127.0.0.1:{port}/"]
     cpu_before = cpu_times()
     r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30)
     cpu_busy = busy_percent(cpu_before, cpu_times())
@@ -440,6 +442,10 @@ def reload_bench(ingresses, backend_port, repeats=3):
         waiter.start()
         try:
             end_to_end = wait_reload(proc, before, timeout=300, agent=agent, agent_log=agent_log)
+            try:   # the proxy may have reloaded before the agent finished its own work: let it end
+                agent.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                raise BenchError("gatehouse-agent --once still running 120 s after the proxy reloaded")
         finally:
             if agent.poll() is None:
                 agent.kill()
@@ -478,6 +484,295 @@ def reload_bench(ingresses, backend_port, repeats=3):
         "proxy_rss_kb_small_table": rss_before,
         "proxy_rss_kb_after_reloads": rss_after,
     }
+
+
+# ---- TLS: gatehouse-proxy --https beside nginx (OpenSSL), same certificates -----------------
+#
+# Three figures per server and key type, all with the same client (wrk -t1 -c64 on core 1, through
+# the server to the same backend):
+#   keepalive: HTTPS requests/s on keep-alive connections;
+#   full:      a new TLS connection per request (`Connection: close`), server session cache OFF
+#              (gatehouse --tls-session-cache 0, nginx ssl_session_cache off): every handshake full;
+#   resumed:   the same with the session cache ON: wrk resumes its session on each reconnect.
+# wrk was checked here to resume across `Connection: close` reconnects (it SSL_clear()s and reuses
+# its SSL object, which keeps the session): with nginx's $ssl_session_reused logged, all but the
+# first connection per wrk connection showed "r" with the cache on, none with it off. Each server's
+# resumption behaviour is checked again at every run with `openssl s_client -reconnect`.
+# `openssl s_time` was tried as the client: it makes one connection at a time, so it measured the
+# client (core 1 at ~100%, ~800 full/s for nginx), not the server.
+# Session tickets are off in nginx: BearSSL 0.6 has none, both resume by session ID.
+
+TLS_KEYS = {"ecdsa-p256": ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+            "rsa-2048": ["-newkey", "rsa:2048"]}
+TLS_METRICS = ("keepalive", "full", "resumed")
+TLS_TARGETS = {"keepalive": 1.0, "resumed": 0.9, "full": 0.6}   # gatehouse / nginx, at least
+TLS_REFERENCE = {"keepalive": 60000, "full": 2300, "resumed": 6500}   # nginx, measured for the issue
+NGINX_TLS_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384")
+
+
+def tls_certificates():
+    """One self-signed certificate per key type (CN/SAN bench.example), made with openssl."""
+    d = os.path.join(OUT, "tls")
+    os.makedirs(d, exist_ok=True)
+    certs = {}
+    for kind, keyargs in TLS_KEYS.items():
+        crt, key = os.path.join(d, kind + ".crt"), os.path.join(d, kind + ".key")
+        r = subprocess.run(["openssl", "req", "-x509", *keyargs, "-nodes", "-keyout", key, "-out", crt,
+                            "-days", "30", "-subj", "/CN=bench.example",
+                            "-addext", "subjectAltName=DNS:bench.example"],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise BenchError(f"openssl req failed: {r.stderr.strip()}")
+        os.chmod(key, 0o600)
+        certs[kind] = (crt, key)
+    return certs
+
+
+def nginx_tls_conf(listeners, backend_port):
+    """listeners: [(port, crt, key, cache_on)] in one nginx (one worker)."""
+    d = os.path.join(OUT, "nginx-tls")
+    os.makedirs(d, exist_ok=True)
+    servers = ""
+    for port, crt, key, cache in listeners:
+        servers += f"""    server {{
+        listen 127.0.0.1:{port} ssl backlog=4096;
+        ssl_certificate {crt};
+        ssl_certificate_key {key};
+        ssl_session_cache {"shared:SSL:20m" if cache else "off"};
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+"""
+    text = NGINX_COMMON + "http {\n" + NGINX_TEMP_PATHS + f"""    access_log off;
+    keepalive_requests 1000000;
+    ssl_protocols TLSv1.2;
+    ssl_ciphers {NGINX_TLS_CIPHERS};
+    ssl_prefer_server_ciphers on;
+    ssl_session_tickets off;
+    ssl_session_timeout 10m;
+    upstream backend {{ server 127.0.0.1:{backend_port}; keepalive 128; }}
+{servers}}}
+"""
+    return write(os.path.join(d, "nginx.conf"), text.replace("@DIR@", d))
+
+
+def https_get(port, timeout=3.0):
+    """One HTTPS request (no verification: the bench certificates are self-signed)."""
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    req = urllib.request.Request(f"https://127.0.0.1:{port}/", headers={"Host": "bench.example"})
+    with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
+        return r.status, r.read().decode(errors="replace")
+
+
+def tls_probe(port):
+    """What a default OpenSSL client negotiates, and whether -reconnect resumes (New/Reused)."""
+    try:
+        r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                            "-servername", "bench.example", "-reconnect"],
+                           input="", capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return {"error": "openssl s_client timed out"}
+    out = r.stdout
+
+    def field(rx):
+        m = re.search(rx, out, re.M)
+        return m.group(1).strip() if m else None
+    return {"protocol": field(r"^\s*Protocol\s*:\s*(\S+)"), "cipher": field(r"^\s*Cipher\s*:\s*(\S+)"),
+            "server_temp_key": field(r"^Server Temp Key:\s*(.*)$"),
+            "new": len(re.findall(r"^New, ", out, re.M)), "reused": len(re.findall(r"^Reused, ", out, re.M))}
+
+
+def start_tls_servers(name, certs, backend_port):
+    """{(kind, cache_on): Process-like with .port}: nginx in one process, gatehouse one per pair."""
+    procs = {}
+    if name == "nginx":
+        listeners, ports = [], {}
+        for kind, (crt, key) in certs.items():
+            for cache in (True, False):
+                ports[(kind, cache)] = free_port()
+                listeners.append((ports[(kind, cache)], crt, key, cache))
+        d = os.path.join(OUT, "nginx-tls")
+        proc = Process("nginx-tls", ["nginx", "-p", d, "-e", os.path.join(d, "error.log"),
+                                     "-c", nginx_tls_conf(listeners, backend_port)], PROXY_CPU)
+        for k, port in ports.items():
+            procs[k] = (proc, port)
+            try:
+                wait_listening(proc, port)
+            except BenchError:
+                proc.stop()
+                raise
+    else:
+        routes = gatehouse_routes(os.path.join(OUT, "gatehouse-routes.yaml"), backend_port)
+        for kind, (crt, key) in certs.items():
+            for cache in (True, False):
+                port, http_port, admin = free_port(), free_port(), free_port()
+                proc = Process(f"gatehouse-tls-{kind}-{'cache' if cache else 'nocache'}",
+                               [PROXY_BIN, "--routes", routes, "--http", f"127.0.0.1:{http_port}",
+                                "--https", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+                                "--workers", "1", "--no-access-log", "--default-cert", crt,
+                                "--default-key", key, "--tls-session-cache", "20000" if cache else "0"],
+                               PROXY_CPU)
+                procs[(kind, cache)] = (proc, port)
+                try:
+                    wait_listening(proc, port)
+                except BenchError:
+                    for p, _ in procs.values():
+                        p.stop()
+                    raise
+    for (kind, cache), (proc, port) in procs.items():
+        try:
+            status, body = https_get(port)
+        except OSError as e:
+            status, body = None, repr(e)
+        if status != 200 or body != BODY:
+            for p, _ in procs.values():
+                p.stop()
+            raise proc.fail(f"a test HTTPS request ({kind}) answered {status} {body[:80]!r}, "
+                            "not the backend's body")
+    return procs
+
+
+def tls_bench(args, backend_port, notes):
+    servers = [s for s in args.proxies.split(",") if s in ("gatehouse", "nginx")]
+    certs = tls_certificates()
+    procs, started = {}, []
+    try:
+        return _tls_bench(args, certs, servers, procs, started, backend_port, notes)
+    finally:
+        for p in started:
+            p.stop()
+
+
+def _tls_bench(args, certs, servers, procs, started, backend_port, notes):
+    for name in servers:
+        if name == "gatehouse" and not os.access(PROXY_BIN, os.X_OK):
+            notes.append("TLS: gatehouse-proxy missing, not measured")
+            continue
+        try:
+            procs[name] = start_tls_servers(name, certs, backend_port)
+        except BenchError as e:
+            if name != "gatehouse":
+                raise
+            notes.append(f"TLS: gatehouse-proxy could not serve HTTPS, not measured ({str(e).splitlines()[0]})")
+            print(f"bench: TLS: {e}", file=sys.stderr, flush=True)
+            continue
+        started += list({id(p): p for p, _ in procs[name].values()}.values())
+    out = {"settings": {"client": f"wrk -t1 -c{args.connections} -d{args.tls_duration}s",
+                        "full": "Connection: close, server session cache off",
+                        "resumed": "Connection: close, server session cache on (wrk resumes)",
+                        "nginx": f"TLSv1.2, {NGINX_TLS_CIPHERS}, server order, tickets off, "
+                                 "ssl_session_cache shared:SSL:20m / off",
+                        "gatehouse": "--default-cert/--default-key, --tls-session-cache 20000 / 0"},
+           "targets": TLS_TARGETS, "nginx_reference": TLS_REFERENCE, "probe": {}, "rounds": {}}
+    try:
+        for name, pp in procs.items():
+            for (kind, cache), (proc, port) in pp.items():
+                out["probe"][f"{name} {kind} cache {'on' if cache else 'off'}"] = tls_probe(port)
+        rounds = {name: {kind: {m: [] for m in TLS_METRICS} for kind in certs} for name in procs}
+        names = list(procs)
+        for rnd in range(args.rounds):
+            order = names[rnd % len(names):] + names[:rnd % len(names)] if names else []
+            for kind in certs:
+                for name in order:
+                    for metric in TLS_METRICS:
+                        proc, port = procs[name][(kind, metric != "full")]
+                        if not proc.alive():
+                            raise proc.fail("exited during the TLS benchmark")
+                        close = metric != "keepalive"
+                        run_wrk(port, args.warmup, args.connections, "https", close)
+                        r = run_wrk(port, args.tls_duration, args.connections, "https", close)
+                        rounds[name][kind][metric].append(r)
+                        print(f"bench: TLS round {rnd + 1}/{args.rounds} {name:<9} {kind:<10} {metric:<9} "
+                              f"{r['rps']:>9.0f} /s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  busy: "
+                              f"core 0 {r['cpu_busy_percent']['cpu0']:.0f}%, core 1 {r['cpu_busy_percent']['cpu1']:.0f}%"
+                              + (f"  ({r['non2xx']} non-2xx!)" if r["non2xx"] else "")
+                              + (f"  ({r['socket_errors']})" if r["socket_errors"] else ""), flush=True)
+        out["rounds"] = rounds
+    finally:
+        for p in started:
+            p.stop()
+        started.clear()
+    med = {}
+    for name, kinds in out["rounds"].items():
+        med[name] = {}
+        for kind, metrics in kinds.items():
+            med[name][kind] = {}
+            for metric, runs in metrics.items():
+                if runs:
+                    med[name][kind][metric] = {
+                        "rps": statistics.median(r["rps"] for r in runs),
+                        "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+                        "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+                        "non2xx": sum(r["non2xx"] for r in runs),
+                        "cpu_busy_percent": {c: statistics.median(r["cpu_busy_percent"][c] for r in runs)
+                                             for c in ("cpu0", "cpu1")}}
+                    if med[name][kind][metric]["non2xx"]:
+                        notes.append(f"TLS: {name} {kind} {metric}: {med[name][kind][metric]['non2xx']} "
+                                     "non-2xx responses")
+    out["median"] = med
+    if "gatehouse" in med and "nginx" in med:
+        for kind in certs:
+            for metric in TLS_METRICS:
+                g, n = med["gatehouse"][kind].get(metric), med["nginx"][kind].get(metric)
+                if g and n and n["rps"]:
+                    g["vs_nginx"] = round(g["rps"] / n["rps"], 3)
+                    g["target"] = TLS_TARGETS[metric]
+                    g["meets_target"] = g["vs_nginx"] >= TLS_TARGETS[metric]
+    for label, pr in out["probe"].items():
+        cache_on = label.endswith("cache on")
+        if "error" in pr:
+            notes.append(f"TLS probe {label}: {pr['error']}")
+        elif cache_on and pr["reused"] == 0:
+            notes.append(f"TLS: {label}: openssl s_client -reconnect was never resumed: its 'resumed' "
+                         "figure is full handshakes")
+        elif not cache_on and pr["reused"] > 0:
+            notes.append(f"TLS: {label}: sessions were resumed with the cache off: its 'full' figure "
+                         "includes resumed handshakes")
+    return out
+
+
+def tls_markdown(t):
+    lines = ["## TLS", "",
+             f"Client: {t['settings']['client']} on core {LOAD_CPU} (with the backend); server one worker on "
+             f"core {PROXY_CPU}. keepalive = HTTPS req/s on keep-alive connections; full = a new TLS "
+             "connection per request (`Connection: close`) with the server's session cache off; resumed = "
+             "the same with the cache on (wrk resumes its session). Medians of the rounds; TLS 1.2. "
+             "Core 1 at 100% with core 0 below it means the client side limited that figure. "
+             f"Targets (gatehouse / nginx): keep-alive >= {TLS_TARGETS['keepalive']}, resumed >= "
+             f"{TLS_TARGETS['resumed']}, full >= {TLS_TARGETS['full']}. nginx reference for the issue: "
+             f"{TLS_REFERENCE['keepalive']} / {TLS_REFERENCE['full']} / {TLS_REFERENCE['resumed']}.", "",
+             "| key | metric | server | per s | p50 ms | p99 ms | vs nginx | target | met | busy core 0 / 1 % |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|---:|"]
+    med = t.get("median", {})
+    kinds = sorted({k for s in med.values() for k in s})
+    for kind in kinds:
+        for metric in TLS_METRICS:
+            for name in ("gatehouse", "nginx"):
+                m = med.get(name, {}).get(kind, {}).get(metric)
+                if not m:
+                    continue
+                vs = f"{m['vs_nginx']:.2f}" if "vs_nginx" in m else "-"
+                tgt = f"{m['target']:.1f}" if "target" in m else "-"
+                met = ("yes" if m["meets_target"] else "**no**") if "meets_target" in m else "-"
+                lines.append(f"| {kind} | {metric} | {name} | {m['rps']:.0f} | {m['p50_ms']:.3f} | "
+                             f"{m['p99_ms']:.3f} | {vs} | {tgt} | {met} | "
+                             f"{m['cpu_busy_percent']['cpu0']:.0f} / {m['cpu_busy_percent']['cpu1']:.0f} |")
+    lines += ["", "Negotiated (openssl s_client, default client; New/Reused over -reconnect):", ""]
+    for label, pr in t.get("probe", {}).items():
+        if "error" in pr:
+            lines.append(f"- {label}: {pr['error']}")
+        else:
+            lines.append(f"- {label}: {pr['protocol']} {pr['cipher']}, temp key {pr['server_temp_key']}; "
+                         f"new {pr['new']}, reused {pr['reused']}")
+    return lines
+
 
 
 # ---- report ---------------------------------------------------------------------------------
@@ -527,10 +822,14 @@ def markdown(results):
              "(nginx, HAProxy, h2o) for each column.", "",
              "| proxy | req/s | p50 ms | p99 ms | req/s vs best | p50 vs best | p99 vs best |",
              "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, m in results["throughput"].items():
+    for name, m in results.get("throughput", {}).items():
         lines.append(f"| {name} | {m['rps']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | "
                      f"{ratio(m, 'rps_vs_best_peer')} | {ratio(m, 'p50_vs_best_peer')} | "
                      f"{ratio(m, 'p99_vs_best_peer')} |")
+    if "throughput" not in results:
+        lines = lines[:2] + ["HTTP part not run (--only tls)."]
+    if "tls" in results:
+        lines += [""] + tls_markdown(results["tls"])
     lines += ["", "Versions: " + "; ".join(f"{k}: {v}" for k, v in results["versions"].items())]
     for line in summary_lines(results):
         lines += ["", line]
@@ -559,6 +858,10 @@ def summary_lines(results):
 
 
 def print_table(results):
+    if "tls" in results:
+        print("\n" + "\n".join(tls_markdown(results["tls"])))
+    if "throughput" not in results:
+        return
     print(f"\n{'proxy':<10} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'p50':>7} {'p99':>7}")
     print(f"{'':<10} {'':>10} {'':>8} {'':>8} {'vs best peer':>23}")
     for name, m in results["throughput"].items():
@@ -583,8 +886,15 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--ingresses", type=int, default=10000, help="Ingresses for the reload test (0: skip)")
     ap.add_argument("--proxies", default="gatehouse,nginx,haproxy,h2o",
-                    help="comma-separated subset of gatehouse,nginx,haproxy,h2o")
+                    help="comma-separated subset of gatehouse,nginx,haproxy,h2o (TLS: gatehouse and nginx)")
+    ap.add_argument("--only", choices=("all", "http", "tls"), default=os.environ.get("BENCH_ONLY", "all"),
+                    help="run only the HTTP part or only the TLS part (default all; env BENCH_ONLY, "
+                         "e.g. `BENCH_ONLY=tls make bench`)")
+    ap.add_argument("--tls-duration", type=int, default=None,
+                    help="seconds of wrk per TLS measurement (default: --duration)")
     args = ap.parse_args()
+    if args.tls_duration is None:
+        args.tls_duration = args.duration
 
     os.makedirs(OUT, exist_ok=True)
     proxies = [p for p in args.proxies.split(",") if p]
@@ -595,7 +905,7 @@ def main():
     if "gatehouse" in proxies and not os.access(PROXY_BIN, os.X_OK):
         notes.append(f"{PROXY_BIN} missing: gatehouse-proxy not measured (run make first)")
         proxies.remove("gatehouse")
-    check_tools(["taskset", "wrk"] + proxies_programs(proxies))
+    check_tools(["taskset", "wrk"] + proxies_programs(proxies) + (["openssl"] if args.only != "http" else []))
 
     load1 = os.getloadavg()[0]
     if load1 > 0.5:
@@ -608,8 +918,11 @@ def main():
     running = []
     results = {"time": time.time(), "settings": {"rounds": args.rounds, "duration_s": args.duration,
                "connections": args.connections, "proxy_cpu": PROXY_CPU, "load_cpu": LOAD_CPU,
-               "backend": "nginx return 200", "body_bytes": len(BODY)}, "notes": notes,
+               "backend": "nginx return 200", "body_bytes": len(BODY), "only": args.only}, "notes": notes,
                "versions": program_versions(proxies)}
+    if args.only != "http":
+        r = subprocess.run(["openssl", "version"], capture_output=True, text=True)
+        results["versions"]["openssl"] = r.stdout.strip()
     try:
         wait_listening(backend, backend_port)
         print(f"bench: backend nginx on 127.0.0.1:{backend_port}; proxies on core {PROXY_CPU}, "
@@ -618,54 +931,58 @@ def main():
         results["backend_direct"] = run_wrk(backend_port, args.duration, args.connections)
         print(f"bench: backend alone {results['backend_direct']['rps']:.0f} req/s", flush=True)
 
-        procs = {}
-        rss = {}
-        for name in proxies:
-            procs[name] = start_proxy(name, backend_port)
-            running.append(procs[name])
-            if name == "gatehouse":
-                rss["idle"] = vm_status(procs[name].pid, "VmRSS")   # started, one request served
-        rounds = {name: [] for name in proxies}
-        for rnd in range(args.rounds):
-            order = proxies[rnd % len(proxies):] + proxies[:rnd % len(proxies)]
-            for name in order:
-                p = procs[name]
-                if not p.alive():
-                    raise p.fail("exited during the benchmark")
-                run_wrk(p.port, args.warmup, args.connections)
-                sampler = None
+        if args.only in ("all", "http"):
+            procs = {}
+            rss = {}
+            for name in proxies:
+                procs[name] = start_proxy(name, backend_port)
+                running.append(procs[name])
                 if name == "gatehouse":
-                    sampler = RssSampler(p.pid)
-                    sampler.start()
-                r = run_wrk(p.port, args.duration, args.connections)
-                if sampler:
-                    sampler.done.set()
-                    sampler.join()
-                    rss["load_peak"] = max(rss.get("load_peak", 0), sampler.peak)
-                rounds[name].append(r)
-                print(f"bench: round {rnd + 1}/{args.rounds} {name:<9} {r['rps']:>9.0f} req/s  "
-                      f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  busy: "
-                      f"core 0 {r['cpu_busy_percent']['cpu0']:.0f}%, core 1 {r['cpu_busy_percent']['cpu1']:.0f}%"
-                      + (f"  ({r['non2xx']} non-2xx!)" if r["non2xx"] else "")
-                      + (f"  ({r['socket_errors']})" if r["socket_errors"] else ""), flush=True)
-        if "gatehouse" in procs:
-            rss["hwm"] = vm_status(procs["gatehouse"].pid, "VmHWM")
-            results["gatehouse_rss_kb"] = rss
-        for p in running:
-            p.stop()
-        running.clear()
-        results["rounds"] = rounds
-        results["throughput"] = summarize(rounds)
-        for name, m in results["throughput"].items():
-            if m["non2xx"]:
-                notes.append(f"{name} answered {m['non2xx']} non-2xx responses during the runs")
+                    rss["idle"] = vm_status(procs[name].pid, "VmRSS")   # started, one request served
+            rounds = {name: [] for name in proxies}
+            for rnd in range(args.rounds):
+                order = proxies[rnd % len(proxies):] + proxies[:rnd % len(proxies)]
+                for name in order:
+                    p = procs[name]
+                    if not p.alive():
+                        raise p.fail("exited during the benchmark")
+                    run_wrk(p.port, args.warmup, args.connections)
+                    sampler = None
+                    if name == "gatehouse":
+                        sampler = RssSampler(p.pid)
+                        sampler.start()
+                    r = run_wrk(p.port, args.duration, args.connections)
+                    if sampler:
+                        sampler.done.set()
+                        sampler.join()
+                        rss["load_peak"] = max(rss.get("load_peak", 0), sampler.peak)
+                    rounds[name].append(r)
+                    print(f"bench: round {rnd + 1}/{args.rounds} {name:<9} {r['rps']:>9.0f} req/s  "
+                          f"p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  busy: "
+                          f"core 0 {r['cpu_busy_percent']['cpu0']:.0f}%, core 1 {r['cpu_busy_percent']['cpu1']:.0f}%"
+                          + (f"  ({r['non2xx']} non-2xx!)" if r["non2xx"] else "")
+                          + (f"  ({r['socket_errors']})" if r["socket_errors"] else ""), flush=True)
+            if "gatehouse" in procs:
+                rss["hwm"] = vm_status(procs["gatehouse"].pid, "VmHWM")
+                results["gatehouse_rss_kb"] = rss
+            for p in running:
+                p.stop()
+            running.clear()
+            results["rounds"] = rounds
+            results["throughput"] = summarize(rounds)
+            for name, m in results["throughput"].items():
+                if m["non2xx"]:
+                    notes.append(f"{name} answered {m['non2xx']} non-2xx responses during the runs")
 
-        if args.ingresses and "gatehouse" in proxies:
-            if not os.access(AGENT_BIN, os.X_OK):
-                notes.append(f"{AGENT_BIN} missing: reload test skipped")
-            else:
-                print(f"bench: reload test with {args.ingresses} Ingresses", flush=True)
-                results["reload"] = reload_bench(args.ingresses, backend_port)
+            if args.ingresses and "gatehouse" in proxies:
+                if not os.access(AGENT_BIN, os.X_OK):
+                    notes.append(f"{AGENT_BIN} missing: reload test skipped")
+                else:
+                    print(f"bench: reload test with {args.ingresses} Ingresses", flush=True)
+                    results["reload"] = reload_bench(args.ingresses, backend_port)
+        if args.only in ("all", "tls"):
+            print("bench: TLS: gatehouse-proxy --https beside nginx (OpenSSL)", flush=True)
+            results["tls"] = tls_bench(args, backend_port, notes)
     finally:
         for p in running:
             p.stop()
