@@ -1,7 +1,8 @@
 # Gatehouse build.
 #   make            static musl binaries: build/bin/gatehouse-proxy, build/bin/gatehouse-agent
 #   make test       unit tests (ASan+UBSan), fuzz smoke run, integration tests (pytest)
-#   make bench      gatehouse-proxy beside nginx, HAProxy and h2o
+#   make bench      gatehouse-proxy beside nginx, HAProxy and h2o (HTTP, TLS); DNS sync into BIND
+#                   (BENCH_ONLY=http|tls limits bench/run.py to one part)
 #   make run        demo: backends + agent on demo/manifests + proxy on 127.0.0.1:8080
 # Third-party libraries are built from Debian source packages into build/deps (see tools/deps/).
 
@@ -114,6 +115,7 @@ test:
 bench: all
 	@./tools/install-deps bench
 	$(PYTHON) bench/run.py
+	$(PYTHON) bench/dns_bench.py
 
 run: all
 	@./tools/install-deps run
