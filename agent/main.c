@@ -26,11 +26,13 @@
 #include "translate.h"
 
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef GATEHOUSE_VERSION
 #define GATEHOUSE_VERSION "unknown"
@@ -358,6 +360,23 @@ static int same_folder(const char *a, const char *b)
 }
 
 /* Config file first, flags over it. Returns 0, or an exit status. */
+/* Run as root, the agent writes the proxy's key files for the user the proxy drops to
+ * (proxy.user, else "gatehouse" when it exists: the proxy's own rule), and for no one else. */
+static void hand_tls_files_to_proxy_user(const struct node_config *cfg)
+{
+    if (geteuid() != 0)
+        return;
+    const char *user = cfg->proxy_user[0] ? cfg->proxy_user : "gatehouse";
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        if (cfg->proxy_user[0])
+            log_warn("proxy.user %s does not exist: TLS key files stay root's", user);
+        return;
+    }
+    tls_files_set_reader(pw->pw_uid, pw->pw_gid);
+    log_info("TLS files are written for user %s (the proxy's)", user);
+}
+
 static int load_config(const struct cli *cli, struct node_config *cfg)
 {
     char err[512];
@@ -450,6 +469,8 @@ int main(int argc, char **argv)
     size_t naddrs;
     if ((status = load_dns(&cli, &cfg, &dns, addrs, &naddrs)) != 0)
         return status;
+
+    hand_tls_files_to_proxy_user(&cfg);
 
     struct dir_source dir_src;
     dir_source_init(&dir_src, cfg.kube_manifests);

@@ -87,6 +87,24 @@ void tls_files_name(const void *data, size_t len, const char *ext, char out[TLS_
     snprintf(out, TLS_FILE_KEY_MAX, PREFIX "%s.%.3s", hex, ext);
 }
 
+/* Who reads the files: the proxy, which may run as another user than the agent. */
+static uid_t reader_uid = (uid_t)-1;
+static gid_t reader_gid = (gid_t)-1;
+
+void tls_files_set_reader(uid_t uid, gid_t gid)
+{
+    reader_uid = uid;
+    reader_gid = gid;
+}
+
+/* Gives fd to the reader, when one is set and it is not already its owner. */
+static int hand_to_reader(int fd, const struct stat *st)
+{
+    if (reader_uid == (uid_t)-1 || (st && st->st_uid == reader_uid && st->st_gid == reader_gid))
+        return 0;
+    return fchown(fd, reader_uid, reader_gid);
+}
+
 /* 1 when path is a regular file holding exactly these bytes; any trouble counts as "no". */
 static int file_has_content(const char *path, const char *data, size_t len)
 {
@@ -110,6 +128,8 @@ static int file_has_content(const char *path, const char *data, size_t len)
     explicit_bzero(chunk, sizeof chunk);
     /* a file left with a looser mode (copied in by hand, restored from a backup) is tightened */
     if (same && (st.st_mode & 0777) != 0600 && fchmod(fd, 0600) < 0)
+        same = 0;
+    if (same && hand_to_reader(fd, &st) < 0)
         same = 0;
     close(fd);
     return same;
@@ -154,6 +174,10 @@ static int make_tls_dir(const char *state_dir, const char *dir, char *err, size_
     if ((st.st_mode & 0777) != 0700 && chmod(dir, 0700) < 0)
         return set_err(err, errlen, "cannot make %s private (mode 0700): %s", dir,
                        strerror(errno));
+    if (reader_uid != (uid_t)-1 && (st.st_uid != reader_uid || st.st_gid != reader_gid) &&
+        lchown(dir, reader_uid, reader_gid) < 0)
+        return set_err(err, errlen, "cannot give %s to the proxy's user: %s", dir,
+                       strerror(errno));
     return created ? fsync_dir(state_dir, err, errlen) : 0;
 }
 
@@ -167,7 +191,8 @@ static int write_one(const char *dir, const char *name, const char *data, size_t
     int fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return set_err(err, errlen, "cannot create %s: %s", temp, strerror(errno));
-    if (fchmod(fd, 0600) < 0 || write_all(fd, data, len) < 0 || fsync(fd) < 0 || close(fd) < 0) {
+    if (fchmod(fd, 0600) < 0 || hand_to_reader(fd, NULL) < 0 || write_all(fd, data, len) < 0 ||
+        fsync(fd) < 0 || close(fd) < 0) {
         set_err(err, errlen, "cannot write %s: %s", temp, strerror(errno));
         close(fd);
         unlink(temp);

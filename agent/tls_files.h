@@ -17,6 +17,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #define TLS_DIR_NAME "tls"
 #define TLS_FILE_KEY_MAX (sizeof TLS_DIR_NAME "/" + 64 + 4)   /* "tls/<64 hex>.crt" + NUL */
@@ -38,6 +39,11 @@ int tls_files_write(const char *state_dir, const json_t *files, char *err, size_
  * other files is in place. Files not named like ours are left alone. Returns the number
  * removed, or -1 with err saying why. */
 int tls_files_prune(const char *state_dir, const json_t *keep, char *err, size_t errlen);
+
+/* The user the files are for. An agent running as root writes them for the proxy's user (its
+ * proxy.user), so the proxy can read its keys after dropping privileges while nobody else can:
+ * folder and files are then owned by that user, still 0700/0600. Not called: the agent's own. */
+void tls_files_set_reader(uid_t uid, gid_t gid);
 
 /* Overwrites the contents (private keys) with zeros, then frees the object. NULL is fine. */
 void tls_files_free(json_t *files);

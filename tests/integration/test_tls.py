@@ -413,3 +413,45 @@ def test_secret_change_served_to_new_connections_old_connection_keeps_working(en
         wait_until(old_files_gone, 5, what="the old key to be removed from STATE/tls")
     finally:
         held.close()
+
+
+# ---------------------------------------------------------------- least privilege
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starts the agent as root and the proxy as nobody")
+def test_proxy_as_unprivileged_user_reads_keys_the_agent_wrote_for_it(env, pki):
+    """The agent (root) writes STATE/tls for proxy.user; the proxy, after dropping to that user,
+    still loads a certificate that changes at run time - and the keys stay 0600."""
+    import pwd
+    import shutil
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    state = tempfile.mkdtemp(prefix="gatehouse-state-", dir="/tmp")   # pytest's tmp is 0700
+    os.chmod(state, 0o755)
+    try:
+        env.state, env.routes = state, os.path.join(state, "routes.yaml")
+        host = "priv.tls.test"
+        first = pki.leaf(host, key="p256", file_name="priv-first")
+        second = pki.leaf(host, key="rsa2048", file_name="priv-second")
+        base = [ingress_class()] + service_for("svc-app", [env.backend("app")]) + \
+            [with_tls(ingress("priv", [route(host)]), [([host], "priv-tls")])]
+        cfg = env.write_config("proxy: {user: nobody}\n")
+        env.render(base + [tls_secret("priv-tls", first.chain, first.key)], extra=["--config", cfg])
+        p = env.start_proxy(https=True, extra=["--user", "nobody"])
+        wait_until(lambda: s_client(p.https_port, host).leaf_fingerprint == first.fingerprint, 5,
+                   what="the first certificate")
+
+        env.render(base + [tls_secret("priv-tls", second.chain, second.key)],
+                   extra=["--config", cfg])
+        wait_until(lambda: s_client(p.https_port, host).leaf_fingerprint == second.fingerprint,
+                   5, what="the certificate loaded after the proxy dropped to nobody")
+        r = curl(host, p.https_port, "/", cacert=pki.root_path)
+        assert r.rc == 0 and r.status == 200, r
+
+        tls_dir = os.path.join(state, "tls")
+        st = os.stat(tls_dir)
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (nobody.pw_uid, 0o700)
+        for f in os.listdir(tls_dir):
+            st = os.stat(os.path.join(tls_dir, f))
+            assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (nobody.pw_uid, 0o600), f
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
