@@ -90,7 +90,7 @@ FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 # Each target names the sources it exercises; seeds live in tests/fuzz/seeds/TARGET/.
 build/fuzz/fuzz_http1_parser: proxy/http1_parser.c proxy/http1_parser.h
-build/fuzz/fuzz_dns_wire: agent/dns_wire.c agent/dns_wire.h
+build/fuzz/fuzz_dns_wire: agent/dns_wire.c agent/dns_wire.h lib/log.c
 build/fuzz/%: tests/fuzz/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Iproxy -Iagent -Ilib $(filter %.c,$^) -o $@

@@ -32,17 +32,6 @@ struct dir_watch {
     long long first_event_ms, last_event_ms, last_retry_ms;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static long long now_ms(void)
 {
     struct timespec ts;

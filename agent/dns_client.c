@@ -7,6 +7,7 @@
  * on the monotonic clock, so a server that trickles bytes cannot stretch the exchange.
  */
 #include "dns_client.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,19 +20,6 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- the server's address ---- */
 

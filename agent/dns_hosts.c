@@ -3,6 +3,8 @@
  */
 #include "dns_hosts.h"
 
+#include "file_io.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -52,20 +54,6 @@ static int same_content(const char *path, const char *data, size_t len)
     return same;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static int fsync_folder(const char *path)
 {
     char copy[4096];
@@ -89,7 +77,7 @@ static int replace_file(const char *path, const char *data, size_t len, char *er
         snprintf(err, errlen, "%s: cannot create a temporary file: %s", path, strerror(errno));
         return -1;
     }
-    if (write_all(fd, data, len) < 0 || fchmod(fd, 0644) < 0 || fsync(fd) < 0) {
+    if (file_write_all(fd, data, len) < 0 || fchmod(fd, 0644) < 0 || fsync(fd) < 0) {
         snprintf(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
         close(fd);
         unlink(tmp);

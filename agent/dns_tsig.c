@@ -6,6 +6,7 @@
  * (ID and ARCOUNT) are rewritten on the way. Secrets and HMAC states are wiped after use.
  */
 #include "dns_tsig.h"
+#include "log.h"
 
 #include <bearssl.h>
 #include <stdarg.h>
@@ -14,19 +15,6 @@
 #include <strings.h>
 
 #define TSIG_OTHER_TIME_LEN 6
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
 static void put48(uint8_t *p, uint64_t v)

@@ -4,6 +4,7 @@
  */
 #include "routes_writer.h"
 
+#include "file_io.h"
 #include "log.h"
 #include "tls_files.h"
 #include "yaml_json.h"
@@ -18,17 +19,6 @@
 #include <unistd.h>
 
 #define PATH_BYTES 4352
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int join_path(char *out, const char *dir, const char *name)
 {
@@ -91,20 +81,6 @@ static int file_has_content(const char *path, const char *data, size_t len)
     return same;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Creates the temp file. One agent owns a state folder, so a leftover of ours from a crash (same
  * pid after a reboot or in a container) is removed and the create retried once. */
 static int create_temp(const char *temp, char *err, size_t errlen)
@@ -120,19 +96,6 @@ static int create_temp(const char *temp, char *err, size_t errlen)
     return -1;
 }
 
-static int fsync_dir(const char *dir, char *err, size_t errlen)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0) {
-        set_err(err, errlen, "cannot sync state folder %s: %s", dir, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return 0;
-}
-
 static int replace_file(const char *dir, const char *path, const char *data, size_t len,
                         char *err, size_t errlen)
 {
@@ -146,7 +109,7 @@ static int replace_file(const char *dir, const char *path, const char *data, siz
     if (fd < 0)
         return -1;
     /* The umask must not decide whether the proxy (maybe another user) can read routes. */
-    if (fchmod(fd, 0644) < 0 || write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+    if (fchmod(fd, 0644) < 0 || file_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
         set_err(err, errlen, "cannot write %s: %s", temp, strerror(errno));
         close(fd);
         unlink(temp);
@@ -162,7 +125,7 @@ static int replace_file(const char *dir, const char *path, const char *data, siz
         unlink(temp);
         return -1;
     }
-    return fsync_dir(dir, err, errlen);
+    return file_sync_dir(dir, err, errlen);
 }
 
 static void count_routes(const json_t *routes, size_t *hosts_out, size_t *paths_out)

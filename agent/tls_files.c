@@ -5,6 +5,7 @@
  */
 #include "tls_files.h"
 
+#include "file_io.h"
 #include "log.h"
 
 #include <bearssl.h>
@@ -24,18 +25,6 @@
 #define PREFIX     TLS_DIR_NAME "/"
 /* "<64 hex>.crt": what a file of ours is called inside the folder */
 #define FILE_NAME_LEN (HASH_HEX + 4)
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static int is_lower_hex(const char *s, size_t n)
 {
@@ -135,33 +124,6 @@ static int file_has_content(const char *path, const char *data, size_t len)
     return same;
 }
 
-static int write_all(int fd, const char *data, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int fsync_dir(const char *dir, char *err, size_t errlen)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0) {
-        set_err(err, errlen, "cannot sync folder %s: %s", dir, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return 0;
-}
-
 /* STATE/tls, 0700 whatever the umask, also when it was there with a looser mode. */
 static int make_tls_dir(const char *state_dir, const char *dir, char *err, size_t errlen)
 {
@@ -178,7 +140,7 @@ static int make_tls_dir(const char *state_dir, const char *dir, char *err, size_
         lchown(dir, reader_uid, reader_gid) < 0)
         return set_err(err, errlen, "cannot give %s to the proxy's user: %s", dir,
                        strerror(errno));
-    return created ? fsync_dir(state_dir, err, errlen) : 0;
+    return created ? file_sync_dir(state_dir, err, errlen) : 0;
 }
 
 static int write_one(const char *dir, const char *name, const char *data, size_t len,
@@ -191,7 +153,7 @@ static int write_one(const char *dir, const char *name, const char *data, size_t
     int fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return set_err(err, errlen, "cannot create %s: %s", temp, strerror(errno));
-    if (fchmod(fd, 0600) < 0 || hand_to_reader(fd, NULL) < 0 || write_all(fd, data, len) < 0 ||
+    if (fchmod(fd, 0600) < 0 || hand_to_reader(fd, NULL) < 0 || file_write_all(fd, data, len) < 0 ||
         fsync(fd) < 0 || close(fd) < 0) {
         set_err(err, errlen, "cannot write %s: %s", temp, strerror(errno));
         close(fd);
@@ -255,7 +217,7 @@ int tls_files_write(const char *state_dir, const json_t *files, char *err, size_
             return -1;
         written++;
     }
-    if (written && fsync_dir(dir, err, errlen) < 0)
+    if (written && file_sync_dir(dir, err, errlen) < 0)
         return -1;
     if (written)
         log_info("TLS files written: %d (under %s)", written, dir);
@@ -288,7 +250,7 @@ int tls_files_prune(const char *state_dir, const json_t *keep, char *err, size_t
             set_err(err, errlen, "cannot remove %s: %s", path, strerror(errno));
     }
     closedir(d);
-    if (removed && fsync_dir(dir, failed ? NULL : err, failed ? 0 : errlen) < 0)
+    if (removed && file_sync_dir(dir, failed ? NULL : err, failed ? 0 : errlen) < 0)
         failed++;
     if (removed)
         log_info("TLS files removed: %d no longer named by the routes file", removed);
