@@ -91,9 +91,13 @@ FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 # Each target names the sources it exercises; seeds live in tests/fuzz/seeds/TARGET/.
 build/fuzz/fuzz_http1_parser: proxy/http1_parser.c proxy/http1_parser.h
 build/fuzz/fuzz_dns_wire: agent/dns_wire.c agent/dns_wire.h lib/log.c
+build/fuzz/fuzz_translate: agent/translate.c agent/k8s_object.c agent/ingress_validate.c \
+    agent/tls_files.c agent/file_io.c lib/yaml_json.c lib/log.c lib/tls_material.c \
+    proxy/route_table.c proxy/tls_store.c proxy/tls_selfsigned.c $(LIB_HDR) $(wildcard agent/*.h proxy/*.h)
+build/fuzz/fuzz_translate: FUZZ_LIBS := -lyaml -ljansson -lbearssl -lpthread
 build/fuzz/%: tests/fuzz/%.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Iproxy -Iagent -Ilib $(filter %.c,$^) -o $@
+	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Iproxy -Iagent -Ilib $(filter %.c,$^) -o $@ $(FUZZ_LIBS)
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do \
 	  mkdir -p build/fuzz/corpus-$$(basename $$f); \
