@@ -14,6 +14,7 @@
  * publish (dns_records) and hands them to the DNS thread (dns_sync), which never holds up the
  * next render. With --once the sinks are reconciled once, in line, after the routes are written.
  */
+#include "agent_metrics.h"
 #include "dir_watch.h"
 #include "dns_config.h"
 #include "dns_records.h"
@@ -161,6 +162,7 @@ struct agent {
     struct dns_sync_options dns;     /* dns.config->count == 0: no DNS */
     struct dns_sync *dns_sync;       /* the DNS thread, once started */
     struct dns_desired dns_desired;  /* from the last successful render */
+    struct agent_metrics metrics;    /* written to STATE/metrics.prom after each render */
 };
 
 /* The names to publish, when DNS is configured (else none). */
@@ -186,7 +188,32 @@ static void dns_publish(struct agent *a, struct dns_desired *names)
 
 enum render_result { RENDER_OK, RENDER_READ_FAILED, RENDER_WRITE_FAILED };
 
-static enum render_result render(struct agent *a, struct source *src)
+/* Counts the diagnostics of the render just published, then writes the metrics file. A failure
+ * to write it is logged and changes nothing else: metrics never block routing. */
+static void publish_metrics(struct agent *a, enum render_result result)
+{
+    struct agent_metrics *m = &a->metrics;
+    if (result == RENDER_OK) {
+        m->renders_ok++;
+        m->last_ok_seconds = (int64_t)time(NULL);
+        m->diag_errors = m->diag_warnings = 0;
+        const char *msg;
+        json_t *severity;
+        json_object_foreach(a->diags.previous, msg, severity) {
+            if (strcmp(json_string_value(severity), "error") == 0)
+                m->diag_errors++;
+            else
+                m->diag_warnings++;
+        }
+    } else {
+        m->renders_failed++;
+    }
+    char err[512];
+    if (agent_metrics_write(a->state_dir, m, err, sizeof err) < 0)
+        log_warn("metrics not written: %s", err);
+}
+
+static enum render_result render_once(struct agent *a, struct source *src)
 {
     char err[512];
     diag_begin(&a->diags);
@@ -197,6 +224,8 @@ static enum render_result render(struct agent *a, struct source *src)
     }
     json_t *tls_files = NULL;
     a->translate.now = (int64_t)time(NULL);   /* certificates are checked against it */
+    a->metrics.tls_refused = 0;
+    a->translate.tls_refused = &a->metrics.tls_refused;
     json_t *routes = translate_routes(objects, &a->translate, &tls_files);
     struct dns_desired names = dns_collect(a, objects);
     json_decref(objects);
@@ -214,6 +243,13 @@ static enum render_result render(struct agent *a, struct source *src)
         log_debug("routes unchanged");
     dns_publish(a, &names);
     return RENDER_OK;
+}
+
+static enum render_result render(struct agent *a, struct source *src)
+{
+    enum render_result result = render_once(a, src);
+    publish_metrics(a, result);
+    return result;
 }
 
 static int run_watching(struct agent *a, struct source *src)

@@ -1025,6 +1025,8 @@ static void add_tls_entry(struct builder *b, const struct ingress *ing, size_t i
     json_t *claimed = claim_hosts(b, ing, where, secret_key, cert, names);
     join_hosts(claimed, hosts_text, sizeof hosts_text);
     size_t num_claimed = json_array_size(claimed);
+    if (!cert && b->opt->tls_refused)
+        (*b->opt->tls_refused)++;
     if (!cert && num_claimed)
         report_error(b->opt, "%s: Secret %s refused: %s; %s %s %s the default certificate",
                      where, secret_key, err, num_claimed > 1 ? "hosts" : "host", hosts_text,

@@ -20,6 +20,7 @@ struct translate_options {
     void (*diag)(void *ctx, const char *severity /* "warning"|"error" */, const char *msg);
     void *diag_ctx;
     int64_t now;                     /* seconds since the epoch: expired certificates are refused */
+    unsigned *tls_refused;           /* out, may be NULL: incremented per Secret refused */
 };
 
 /* objects: a json array of Kubernetes objects (any kinds; unknown kinds are ignored). Each must

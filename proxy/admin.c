@@ -116,6 +116,55 @@ static void set_text_reply(struct admin_client *c, int status, const char *text,
     set_reply(c, status, "text/plain; charset=utf-8", text, strlen(text), send_body);
 }
 
+static char agent_metrics_path[4096];
+
+void admin_set_agent_metrics_file(const char *path)
+{
+    snprintf(agent_metrics_path, sizeof agent_metrics_path, "%s", path);
+}
+
+/* Keeps only what the agent writes: comment lines and gatehouse_agent_* samples. The file is
+ * ours, but it is still read as data: anything else in it never reaches a scraper. */
+static int is_agent_metrics_line(const char *line, size_t len)
+{
+    static const char prefix[] = "gatehouse_agent_";
+    if (len > 0 && line[0] == '#')
+        return 1;
+    return len > sizeof prefix - 1 && memcmp(line, prefix, sizeof prefix - 1) == 0;
+}
+
+/* Appends the agent's metrics file (at most 64 KiB of it) to text; text is freed on failure. */
+static char *append_agent_metrics(char *text, size_t *len)
+{
+    if (!text || !agent_metrics_path[0])
+        return text;
+    FILE *f = fopen(agent_metrics_path, "re");
+    if (!f)
+        return text;
+    char *extra = malloc(65536);
+    size_t got = extra ? fread(extra, 1, 65536, f) : 0;
+    fclose(f);
+    char *out = extra ? realloc(text, *len + got + 1) : NULL;
+    if (!out) {
+        free(extra);
+        return text;
+    }
+    size_t at = *len;
+    for (size_t i = 0; i < got;) {
+        const char *nl = memchr(extra + i, '\n', got - i);
+        size_t line_len = nl ? (size_t)(nl - (extra + i)) : got - i;
+        if (nl && is_agent_metrics_line(extra + i, line_len)) {   /* whole lines only */
+            memcpy(out + at, extra + i, line_len + 1);
+            at += line_len + 1;
+        }
+        i += line_len + 1;
+    }
+    out[at] = '\0';
+    *len = at;
+    free(extra);
+    return out;
+}
+
 static void route_request(struct admin_client *c, const char *path, int send_body)
 {
     if (strcmp(path, "/healthz") == 0) {
@@ -127,7 +176,7 @@ static void route_request(struct admin_client *c, const char *path, int send_bod
             set_text_reply(c, 503, "not ready\n", send_body);
     } else if (strcmp(path, "/metrics") == 0) {
         size_t len = 0;
-        char *text = metrics_render(&len);
+        char *text = append_agent_metrics(metrics_render(&len), &len);
         if (text)
             set_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, send_body);
         else

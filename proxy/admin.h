@@ -15,6 +15,11 @@ void admin_stop(void);
  * server_start, cleared when draining starts). A load balancer never sees "ready" for a port
  * that would refuse it. */
 void admin_set_ready(int ready);
+
+/* A Prometheus text file (the agent's STATE/metrics.prom) whose gatehouse_agent_* lines /metrics
+ * appends, so one scrape of the node covers both programs. Set once before admin_start. A
+ * missing file adds nothing. */
+void admin_set_agent_metrics_file(const char *path);
 void admin_set_serving(int serving);
 
 #endif

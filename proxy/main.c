@@ -353,6 +353,18 @@ static void start_or_exit(int rc, const char *err)
     }
 }
 
+/* The agent writes its metrics beside the routes file (STATE/metrics.prom): /metrics adds them. */
+static void set_agent_metrics_file(const char *routes_path)
+{
+    char path[4200];
+    const char *slash = strrchr(routes_path, '/');
+    if (slash)
+        snprintf(path, sizeof path, "%.*s/metrics.prom", (int)(slash - routes_path), routes_path);
+    else
+        snprintf(path, sizeof path, "metrics.prom");
+    admin_set_agent_metrics_file(path);
+}
+
 int main(int argc, char **argv)
 {
     sigset_t signals;
@@ -371,6 +383,7 @@ int main(int argc, char **argv)
     metrics_init(opt.workers);
     start_tls(cfg);
     reload_initial(cfg->proxy_routes);
+    set_agent_metrics_file(cfg->proxy_routes);
     start_or_exit(admin_start(cfg->proxy_admin, err, sizeof err), err);
     start_or_exit(server_start(&opt, err, sizeof err), err);
     admin_set_serving(1);

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from helpers import (Pki, RawConn, TlsConn, cert_info, curl, ingress, ingress_class, raw_request,
+from helpers import (Pki, RawConn, TlsConn, cert_info, curl, ingress, ingress_class, metric_sum,
+                     raw_request,
                      request, s_client, service_for, tls_secret, wait_until, with_tls)
 
 DEFAULT_CN = "gatehouse default"
@@ -346,6 +347,15 @@ def test_bad_secret_refused_and_host_gets_default(world, host, ing, secret):
     for good in GOOD:                                      # the others are unaffected
         g = https(world, good)
         assert g.rc == 0 and g.status == 200, (good, g)
+
+
+def test_refused_secrets_are_counted_in_the_node_metrics(world):
+    """The issue asks for a log line and a metric: the agent's metrics reach the proxy's /metrics."""
+    m = world.proxy.metrics()
+    assert metric_sum(m, "gatehouse_agent_tls_secrets_refused") == len(BAD), m
+    assert metric_sum(m, "gatehouse_agent_renders_total", result="ok") == 1
+    assert metric_sum(m, "gatehouse_agent_diagnostics", severity="error") >= len(BAD)
+    assert metric_sum(m, "gatehouse_http_requests_total") >= 0     # the proxy's own still there
 
 
 def test_tls_files_are_private(world):

@@ -1,0 +1,30 @@
+/*
+ * agent_metrics.h - the agent's own counters, for Prometheus.
+ *
+ * The agent serves no port of its own (one listener fewer on the node): it writes its metrics in
+ * Prometheus text format to STATE/metrics.prom after every render, replaced atomically, and the
+ * proxy's admin /metrics appends that file, so one scrape of a node sees both programs. The
+ * same file also suits node_exporter's textfile collector.
+ */
+#ifndef GATEHOUSE_AGENT_METRICS_H
+#define GATEHOUSE_AGENT_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define AGENT_METRICS_FILE_NAME "metrics.prom"
+
+struct agent_metrics {
+    unsigned long long renders_ok;     /* routes written or found unchanged */
+    unsigned long long renders_failed; /* folder unreadable or routes not written */
+    unsigned tls_refused;              /* Secrets refused by the last render */
+    unsigned diag_errors;              /* problems reported by the last render, by severity */
+    unsigned diag_warnings;
+    int64_t last_ok_seconds;           /* wall clock of the last successful render */
+};
+
+/* Writes STATE/metrics.prom (temp file + rename). Returns 0, or -1 with err saying why. */
+int agent_metrics_write(const char *state_dir, const struct agent_metrics *m, char *err,
+                        size_t errlen);
+
+#endif
