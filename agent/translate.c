@@ -17,6 +17,8 @@
  */
 #include "translate.h"
 
+#include "log.h"
+
 #include "ingress_validate.h"
 #include "k8s_object.h"
 #include "tls_files.h"
@@ -188,17 +190,6 @@ static void index_ingress(struct index *ix, const struct object_ref *o)
  * their shape; a malformed one is reported once and left out whole. The checks return 0, or -1
  * with the reason in err. */
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* A port of a Service (where = "spec.ports[0]") or of an EndpointSlice ("ports[0]"); only a
  * Service port must carry a number (a slice port without one means "all ports"). */
 static int check_port(const json_t *port, const char *where, int number_required, char *err,
@@ -207,15 +198,15 @@ static int check_port(const json_t *port, const char *where, int number_required
     long long number = 0;
     const char *name = NULL, *protocol = NULL;
     if (!json_is_object(port))
-        return fail(err, errlen, "%s must be an object, got %s", where, k8s_type_name(port));
+        return set_err(err, errlen, "%s must be an object, got %s", where, k8s_type_name(port));
     enum k8s_field state = k8s_integer(port, "port", &number);
     if (state == K8S_WRONG_TYPE || (state == K8S_ABSENT && number_required) ||
         (state == K8S_PRESENT && !valid_port_number(number)))
-        return fail(err, errlen, "%s.port must be an integer in 1..65535", where);
+        return set_err(err, errlen, "%s.port must be an integer in 1..65535", where);
     if (k8s_string(port, "name", &name) == K8S_WRONG_TYPE)
-        return fail(err, errlen, "%s.name must be a string", where);
+        return set_err(err, errlen, "%s.name must be a string", where);
     if (k8s_string(port, "protocol", &protocol) == K8S_WRONG_TYPE)
-        return fail(err, errlen, "%s.protocol must be a string", where);
+        return set_err(err, errlen, "%s.protocol must be a string", where);
     return 0;
 }
 
@@ -251,21 +242,21 @@ static int check_service(const json_t *service, char *err, size_t errlen)
     const char *type = NULL, *external = NULL, *why;
     enum k8s_field has_spec = k8s_object(service, "spec", &spec);
     if (has_spec != K8S_PRESENT)
-        return fail(err, errlen, has_spec == K8S_ABSENT ? "spec is missing"
+        return set_err(err, errlen, has_spec == K8S_ABSENT ? "spec is missing"
                                                          : "spec must be an object");
     if (k8s_string(spec, "type", &type) == K8S_WRONG_TYPE)
-        return fail(err, errlen, "spec.type must be a string");
+        return set_err(err, errlen, "spec.type must be a string");
     if (k8s_array(spec, "ports", &ports) == K8S_WRONG_TYPE)
-        return fail(err, errlen, "spec.ports must be an array");
+        return set_err(err, errlen, "spec.ports must be an array");
     if (k8s_string(spec, "externalName", &external) == K8S_WRONG_TYPE)
-        return fail(err, errlen, "spec.externalName must be a string");
+        return set_err(err, errlen, "spec.externalName must be a string");
     if (check_ports(ports, "spec.", 1, err, errlen) < 0)
         return -1;
     if (type && strcmp(type, "ExternalName") == 0) {
         if (!external)
-            return fail(err, errlen, "spec.externalName is missing (type ExternalName)");
+            return set_err(err, errlen, "spec.externalName is missing (type ExternalName)");
         if ((why = external_name_problem(external)))
-            return fail(err, errlen, "spec.externalName \"%.64s\" %s", external, why);
+            return set_err(err, errlen, "spec.externalName \"%.64s\" %s", external, why);
     }
     return 0;
 }
@@ -301,20 +292,20 @@ static int check_slice_endpoint(const char *type, const json_t *endpoint, size_t
     int ready;
     size_t j;
     if (!json_is_object(endpoint))
-        return fail(err, errlen, "endpoints[%zu] must be an object, got %s", i,
+        return set_err(err, errlen, "endpoints[%zu] must be an object, got %s", i,
                     k8s_type_name(endpoint));
     if (k8s_array(endpoint, "addresses", &addresses) != K8S_PRESENT)
-        return fail(err, errlen, "endpoints[%zu].addresses must be an array", i);
+        return set_err(err, errlen, "endpoints[%zu].addresses must be an array", i);
     if (k8s_object(endpoint, "conditions", &conditions) == K8S_WRONG_TYPE)
-        return fail(err, errlen, "endpoints[%zu].conditions must be an object", i);
+        return set_err(err, errlen, "endpoints[%zu].conditions must be an object", i);
     if (k8s_boolean(conditions, "ready", &ready) == K8S_WRONG_TYPE)
-        return fail(err, errlen, "endpoints[%zu].conditions.ready must be a boolean", i);
+        return set_err(err, errlen, "endpoints[%zu].conditions.ready must be a boolean", i);
     json_array_foreach(addresses, j, address) {
         if (!json_is_string(address))
-            return fail(err, errlen, "endpoints[%zu].addresses[%zu] must be a string, got %s", i,
+            return set_err(err, errlen, "endpoints[%zu].addresses[%zu] must be a string, got %s", i,
                         j, k8s_type_name(address));
         if ((why = address_problem(type, json_string_value(address))))
-            return fail(err, errlen, "endpoints[%zu].addresses[%zu] \"%.64s\" %s (addressType %s)",
+            return set_err(err, errlen, "endpoints[%zu].addresses[%zu] \"%.64s\" %s (addressType %s)",
                         i, j, json_string_value(address), why, type);
     }
     return 0;
@@ -327,11 +318,11 @@ static int check_slice(const json_t *slice, char *err, size_t errlen)
     size_t i;
     if (k8s_string(slice, "addressType", &type) != K8S_PRESENT ||
         (strcmp(type, "IPv4") && strcmp(type, "IPv6") && strcmp(type, "FQDN")))
-        return fail(err, errlen, "addressType must be IPv4, IPv6 or FQDN");
+        return set_err(err, errlen, "addressType must be IPv4, IPv6 or FQDN");
     if (k8s_array(slice, "ports", &ports) == K8S_WRONG_TYPE)
-        return fail(err, errlen, "ports must be an array");
+        return set_err(err, errlen, "ports must be an array");
     if (k8s_array(slice, "endpoints", &endpoints) == K8S_WRONG_TYPE)
-        return fail(err, errlen, "endpoints must be an array");
+        return set_err(err, errlen, "endpoints must be an array");
     if (check_ports(ports, "", 0, err, errlen) < 0)
         return -1;
     json_array_foreach(endpoints, i, endpoint) {
@@ -809,31 +800,31 @@ static int secret_value(const json_t *secret, const char *field, unsigned char *
     const json_t *string_data = NULL, *data = NULL;
     const char *text = NULL;
     if (k8s_object(secret, "stringData", &string_data) == K8S_WRONG_TYPE)
-        return fail(err, errlen, "stringData must be an object");
+        return set_err(err, errlen, "stringData must be an object");
     if (k8s_object(secret, "data", &data) == K8S_WRONG_TYPE)
-        return fail(err, errlen, "data must be an object");
+        return set_err(err, errlen, "data must be an object");
     enum k8s_field plain = k8s_string(string_data, field, &text);
     if (plain == K8S_WRONG_TYPE)
-        return fail(err, errlen, "stringData.%s must be a string", field);
+        return set_err(err, errlen, "stringData.%s must be a string", field);
     if (plain == K8S_PRESENT) {
         *len = strlen(text);
         if (!(*out = malloc(*len + 1)))
-            return fail(err, errlen, "out of memory");
+            return set_err(err, errlen, "out of memory");
         memcpy(*out, text, *len + 1);
         return 0;
     }
     enum k8s_field encoded = k8s_string(data, field, &text);
     if (encoded != K8S_PRESENT)
-        return fail(err, errlen, encoded == K8S_ABSENT ? "has no %s" : "data.%s must be a string",
+        return set_err(err, errlen, encoded == K8S_ABSENT ? "has no %s" : "data.%s must be a string",
                     field);
     size_t room = strlen(text) / 4 * 3 + 1;
     if (!(*out = malloc(room)))
-        return fail(err, errlen, "out of memory");
+        return set_err(err, errlen, "out of memory");
     long decoded = base64_decode(text, strlen(text), *out);
     if (decoded < 0) {
         wipe_free(*out, room);
         *out = NULL;
-        return fail(err, errlen, "data.%s is not valid base64", field);
+        return set_err(err, errlen, "data.%s is not valid base64", field);
     }
     *len = (size_t)decoded;
     return 0;

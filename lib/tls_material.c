@@ -24,9 +24,10 @@
  */
 #include "tls_material.h"
 
+#include "log.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,16 +55,6 @@ struct pem_objects {
     struct pem_object objects[MAX_PEM_OBJECTS];
     size_t count;
 };
-
-static int failf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int failf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static void wipe_free(void *p, size_t len)
 {
@@ -125,7 +116,7 @@ static int pem_event(br_pem_decoder_context *pc, struct pem_objects *po, int *in
     switch (br_pem_decoder_event(pc)) {
     case BR_PEM_BEGIN_OBJ:
         if (po->count == MAX_PEM_OBJECTS)
-            return failf(err, errlen, "%s: more than %d PEM objects", what, MAX_PEM_OBJECTS);
+            return set_err(err, errlen, "%s: more than %d PEM objects", what, MAX_PEM_OBJECTS);
         po->objects[po->count] = (struct pem_object){
             .kind = pem_kind_of(br_pem_decoder_name(pc)), .offset = po->der_len };
         br_pem_decoder_setdest(pc, pem_append, po);
@@ -137,7 +128,7 @@ static int pem_event(br_pem_decoder_context *pc, struct pem_objects *po, int *in
         *inside = 0;
         return 0;
     case BR_PEM_ERROR:
-        return failf(err, errlen, "%s: malformed PEM", what);
+        return set_err(err, errlen, "%s: malformed PEM", what);
     default:
         return 0;
     }
@@ -176,9 +167,9 @@ static int pem_decode(const char *text, size_t len, const char *what, struct pem
     if (pem_push(&pc, "\n", 1, po, &inside, what, err, errlen) < 0)
         return -1;
     if (po->oom)
-        return failf(err, errlen, "out of memory");
+        return set_err(err, errlen, "out of memory");
     if (inside)
-        return failf(err, errlen, "%s: truncated PEM (no END line)", what);
+        return set_err(err, errlen, "%s: truncated PEM (no END line)", what);
     return 0;
 }
 
@@ -213,7 +204,7 @@ static int decode_certificate(const unsigned char *der, size_t len, size_t index
     br_x509_decoder_push(&dc, der, len);
     const br_x509_pkey *pk = br_x509_decoder_get_pkey(&dc);
     if (!pk)
-        return failf(err, errlen, "tls.crt: certificate %zu of the chain is not valid X.509 "
+        return set_err(err, errlen, "tls.crt: certificate %zu of the chain is not valid X.509 "
                      "(BearSSL error %d)", index + 1, br_x509_decoder_last_error(&dc));
     if (index > 0)
         return 0;
@@ -222,16 +213,16 @@ static int decode_certificate(const unsigned char *der, size_t len, size_t index
     leaf->type = pk->key_type;
     if (pk->key_type == BR_KEYTYPE_RSA) {
         if (pk->key.rsa.nlen > sizeof leaf->n || pk->key.rsa.elen > sizeof leaf->e)
-            return failf(err, errlen, "tls.crt: the certificate's RSA key is too large");
+            return set_err(err, errlen, "tls.crt: the certificate's RSA key is too large");
         memcpy(leaf->n, pk->key.rsa.n, leaf->nlen = pk->key.rsa.nlen);
         memcpy(leaf->e, pk->key.rsa.e, leaf->elen = pk->key.rsa.elen);
     } else if (pk->key_type == BR_KEYTYPE_EC) {
         if (pk->key.ec.qlen > sizeof leaf->q)
-            return failf(err, errlen, "tls.crt: the certificate's EC key is malformed");
+            return set_err(err, errlen, "tls.crt: the certificate's EC key is malformed");
         memcpy(leaf->q, pk->key.ec.q, leaf->qlen = pk->key.ec.qlen);
         leaf->curve = pk->key.ec.curve;
     } else {
-        return failf(err, errlen, "tls.crt: unsupported public key type in the certificate");
+        return set_err(err, errlen, "tls.crt: unsupported public key type in the certificate");
     }
     return 0;
 }
@@ -245,10 +236,10 @@ static int take_chain(const struct pem_objects *po, struct tls_material *m, stru
         if (po->objects[i].kind == PEM_CERTIFICATE)
             n++, bytes += po->objects[i].len;
     if (n == 0)
-        return failf(err, errlen, "tls.crt: no certificate (expected PEM \"BEGIN CERTIFICATE\")");
+        return set_err(err, errlen, "tls.crt: no certificate (expected PEM \"BEGIN CERTIFICATE\")");
     m->chain = malloc(n * sizeof *m->chain + bytes);
     if (!m->chain)
-        return failf(err, errlen, "out of memory");
+        return set_err(err, errlen, "out of memory");
     unsigned char *data = (unsigned char *)(m->chain + n);
     for (size_t i = 0; i < po->count; i++) {
         const struct pem_object *o = &po->objects[i];
@@ -269,11 +260,11 @@ static int check_validity(const struct tls_material *m, int64_t now, char *err, 
     char date[40];
     if (now < m->not_before) {
         format_date(m->not_before, date, sizeof date);
-        return failf(err, errlen, "certificate is not valid before %s (UTC)", date);
+        return set_err(err, errlen, "certificate is not valid before %s (UTC)", date);
     }
     if (now > m->not_after) {
         format_date(m->not_after, date, sizeof date);
-        return failf(err, errlen, "certificate expired on %s (UTC)", date);
+        return set_err(err, errlen, "certificate expired on %s (UTC)", date);
     }
     return 0;
 }
@@ -285,7 +276,7 @@ static int copy_rsa_key(const br_rsa_private_key *src, struct tls_material *m, c
     size_t total = src->plen + src->qlen + src->dplen + src->dqlen + src->iqlen;
     unsigned char *buf = malloc(total);
     if (!buf)
-        return failf(err, errlen, "out of memory");
+        return set_err(err, errlen, "out of memory");
     m->rsa = (br_rsa_private_key){ .n_bitlen = src->n_bitlen };
     unsigned char *p = buf;
 #define TAKE(field) do { memcpy(p, src->field, src->field##len); m->rsa.field = p; \
@@ -301,7 +292,7 @@ static int copy_ec_key(const br_ec_private_key *src, struct tls_material *m, cha
 {
     unsigned char *buf = malloc(src->xlen);
     if (!buf)
-        return failf(err, errlen, "out of memory");
+        return set_err(err, errlen, "out of memory");
     memcpy(buf, src->x, src->xlen);
     m->ec = (br_ec_private_key){ .curve = src->curve, .x = buf, .xlen = src->xlen };
     m->key_type = BR_KEYTYPE_EC;
@@ -314,12 +305,12 @@ static int take_key(const struct pem_objects *po, struct tls_material *m, char *
     const struct pem_object *key = NULL;
     for (size_t i = 0; i < po->count && !key; i++) {
         if (po->objects[i].kind == PEM_ENCRYPTED_KEY)
-            return failf(err, errlen, "tls.key: encrypted private keys are not supported");
+            return set_err(err, errlen, "tls.key: encrypted private keys are not supported");
         if (po->objects[i].kind == PEM_PRIVATE_KEY)
             key = &po->objects[i];
     }
     if (!key)
-        return failf(err, errlen, "tls.key: no private key (expected PEM \"BEGIN PRIVATE KEY\", "
+        return set_err(err, errlen, "tls.key: no private key (expected PEM \"BEGIN PRIVATE KEY\", "
                      "\"BEGIN RSA PRIVATE KEY\" or \"BEGIN EC PRIVATE KEY\")");
     br_skey_decoder_context kc;
     br_skey_decoder_init(&kc);
@@ -328,14 +319,14 @@ static int take_key(const struct pem_objects *po, struct tls_material *m, char *
     const br_rsa_private_key *rsa = br_skey_decoder_get_rsa(&kc);
     const br_ec_private_key *ec = br_skey_decoder_get_ec(&kc);
     if (br_skey_decoder_last_error(&kc) != 0 || (!rsa && !ec))
-        rc = failf(err, errlen, "tls.key: not a valid RSA or EC private key");
+        rc = set_err(err, errlen, "tls.key: not a valid RSA or EC private key");
     else if (rsa && (rsa->n_bitlen < 2048 || rsa->n_bitlen > 4096))
-        rc = failf(err, errlen, "tls.key: RSA key of %u bits (supported: 2048 to 4096)",
+        rc = set_err(err, errlen, "tls.key: RSA key of %u bits (supported: 2048 to 4096)",
                    (unsigned)rsa->n_bitlen);
     else if (rsa)
         rc = copy_rsa_key(rsa, m, err, errlen);
     else if (ec->curve != BR_EC_secp256r1 && ec->curve != BR_EC_secp384r1)
-        rc = failf(err, errlen, "tls.key: EC curve not supported (supported: P-256, P-384)");
+        rc = set_err(err, errlen, "tls.key: EC curve not supported (supported: P-256, P-384)");
     else
         rc = copy_ec_key(ec, m, err, errlen);
     explicit_bzero(&kc, sizeof kc);
@@ -386,7 +377,7 @@ static int check_key_matches(const struct tls_material *m, const struct leaf_key
 {
     int ok = leaf->type == m->key_type &&
              (m->key_type == BR_KEYTYPE_RSA ? rsa_key_matches(m, leaf) : ec_key_matches(m, leaf));
-    return ok ? 0 : failf(err, errlen, "tls.key does not match the certificate");
+    return ok ? 0 : set_err(err, errlen, "tls.key does not match the certificate");
 }
 
 /* ---- public ---- */
@@ -399,9 +390,9 @@ int tls_material_parse(const char *cert_pem, size_t cert_len, const char *key_pe
     struct leaf_key leaf = { 0 };
     int rc = -1;
     if (cert_len == 0)
-        failf(err, errlen, "tls.crt is empty");
+        set_err(err, errlen, "tls.crt is empty");
     else if (key_len == 0)
-        failf(err, errlen, "tls.key is empty");
+        set_err(err, errlen, "tls.key is empty");
     else if (pem_decode(cert_pem, cert_len, "tls.crt", &certs, err, errlen) == 0 &&
              pem_decode(key_pem, key_len, "tls.key", &keys, err, errlen) == 0 &&
              take_chain(&certs, out, &leaf, err, errlen) == 0 &&
@@ -427,7 +418,7 @@ static int read_file(const char *path, char **buf, size_t *len, char *err, size_
         int saved = errno;
         if (fd >= 0)
             close(fd);
-        return failf(err, errlen, "%s: %s", path, strerror(saved));
+        return set_err(err, errlen, "%s: %s", path, strerror(saved));
     }
     const char *problem = !S_ISREG(st.st_mode) ? "not a regular file"
                         : st.st_size > MAX_PEM_FILE ? "larger than 1 MiB" : NULL;
@@ -447,7 +438,7 @@ static int read_file(const char *path, char **buf, size_t *len, char *err, size_
     if (problem) {
         wipe_free(*buf, (size_t)st.st_size + 1);
         *buf = NULL;
-        return failf(err, errlen, "%s: %s", path, problem);
+        return set_err(err, errlen, "%s: %s", path, problem);
     }
     *len = got;
     return 0;
@@ -465,7 +456,7 @@ int tls_material_load_files(const char *cert_path, const char *key_path, int64_t
         char why[256];
         rc = tls_material_parse(cert, cert_len, key, key_len, now, out, why, sizeof why);
         if (rc < 0)
-            failf(err, errlen, "%s, %s: %s", cert_path, key_path, why);
+            set_err(err, errlen, "%s, %s: %s", cert_path, key_path, why);
     }
     wipe_free(cert, cert_len + 1);
     wipe_free(key, key_len + 1);

@@ -15,8 +15,9 @@
  */
 #include "tls_selfsigned.h"
 
+#include "log.h"
+
 #include <bearssl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -193,16 +194,6 @@ static char *pem(const void *der, size_t len, const char *banner, size_t *out_le
     return text;
 }
 
-static int failf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int failf(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* Everything secret lives here, so one explicit_bzero clears it. */
 struct secrets {
     br_hmac_drbg_context rng;
@@ -217,25 +208,25 @@ static int make(const char *cn, int64_t now, int days, struct secrets *x, struct
     br_prng_seeder seeder = br_prng_seeder_system(NULL);
     br_hmac_drbg_init(&x->rng, &br_sha256_vtable, NULL, 0);
     if (!seeder || !seeder(&x->rng.vtable))
-        return failf(err, errlen, "no system randomness for the default certificate's key");
+        return set_err(err, errlen, "no system randomness for the default certificate's key");
     unsigned char serial[16], pub_buf[BR_EC_KBUF_PUB_MAX_SIZE];
     br_hmac_drbg_generate(&x->rng, serial, sizeof serial);
     serial[0] = (serial[0] & 0x7f) | 0x40;   /* positive, and no leading zero byte to strip */
     br_ec_public_key pub;
     if (!br_ec_keygen(&x->rng.vtable, br_ec_get_default(), &x->sk, x->key, BR_EC_secp256r1) ||
         !br_ec_compute_pub(br_ec_get_default(), &pub, pub_buf, &x->sk))
-        return failf(err, errlen, "P-256 key generation failed");
+        return set_err(err, errlen, "P-256 key generation failed");
     struct der tbs = { .len = 0 }, cert = { .len = 0 };
     if (der_tbs(&tbs, cn, serial, now, days, &pub) < 0 || der_certificate(&cert, &tbs, &x->sk) < 0)
-        return failf(err, errlen, "cannot encode the default certificate");
+        return set_err(err, errlen, "cannot encode the default certificate");
     size_t key_der_len = br_encode_ec_raw_der(NULL, &x->sk, &pub);
     if (key_der_len == 0 || key_der_len > sizeof x->key_der ||
         br_encode_ec_raw_der(x->key_der, &x->sk, &pub) != key_der_len)
-        return failf(err, errlen, "cannot encode the default certificate's key");
+        return set_err(err, errlen, "cannot encode the default certificate's key");
     out->cert_pem = pem(cert.buf, cert.len, "CERTIFICATE", &out->cert_len);
     out->key_pem = pem(x->key_der, key_der_len, "EC PRIVATE KEY", &out->key_len);
     if (!out->cert_pem || !out->key_pem)
-        return failf(err, errlen, "out of memory");
+        return set_err(err, errlen, "out of memory");
     return 0;
 }
 
@@ -245,9 +236,9 @@ int tls_selfsigned_make(const char *common_name, int64_t now, int days, struct t
     memset(out, 0, sizeof *out);
     size_t cn_len = strlen(common_name);
     if (cn_len == 0 || cn_len > MAX_CN_LEN)
-        return failf(err, errlen, "common name must be 1 to %d characters", MAX_CN_LEN);
+        return set_err(err, errlen, "common name must be 1 to %d characters", MAX_CN_LEN);
     if (days < 1)
-        return failf(err, errlen, "validity must be at least one day");
+        return set_err(err, errlen, "validity must be at least one day");
     struct secrets x;
     int rc = make(common_name, now, days, &x, out, err, errlen);
     explicit_bzero(&x, sizeof x);
