@@ -302,11 +302,12 @@ static int check_slice_endpoint(const char *type, const json_t *endpoint, size_t
         return set_err(err, errlen, "endpoints[%zu].conditions.ready must be a boolean", i);
     json_array_foreach(addresses, j, address) {
         if (!json_is_string(address))
-            return set_err(err, errlen, "endpoints[%zu].addresses[%zu] must be a string, got %s", i,
-                        j, k8s_type_name(address));
+            return set_err(err, errlen, "endpoints[%zu].addresses[%zu] must be a string, got %s",
+                           i, j, k8s_type_name(address));
         if ((why = address_problem(type, json_string_value(address))))
-            return set_err(err, errlen, "endpoints[%zu].addresses[%zu] \"%.64s\" %s (addressType %s)",
-                        i, j, json_string_value(address), why, type);
+            return set_err(err, errlen,
+                           "endpoints[%zu].addresses[%zu] \"%.64s\" %s (addressType %s)",
+                           i, j, json_string_value(address), why, type);
     }
     return 0;
 }
@@ -815,8 +816,8 @@ static int secret_value(const json_t *secret, const char *field, unsigned char *
     }
     enum k8s_field encoded = k8s_string(data, field, &text);
     if (encoded != K8S_PRESENT)
-        return set_err(err, errlen, encoded == K8S_ABSENT ? "has no %s" : "data.%s must be a string",
-                    field);
+        return set_err(err, errlen,
+                       encoded == K8S_ABSENT ? "has no %s" : "data.%s must be a string", field);
     size_t room = strlen(text) / 4 * 3 + 1;
     if (!(*out = malloc(room)))
         return set_err(err, errlen, "out of memory");
