@@ -40,38 +40,13 @@ char *dns_hosts_render(const struct dns_desired *desired, const struct dns_addre
     return buf;
 }
 
-/* 1 when the file at path holds exactly data[0..len). */
-static int same_content(const char *path, const char *data, size_t len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
-    char *old = malloc(len + 1);
-    size_t got = old ? fread(old, 1, len + 1, f) : 0;
-    int same = old && !ferror(f) && got == len && memcmp(old, data, len) == 0;
-    free(old);
-    fclose(f);
-    return same;
-}
-
-static int fsync_folder(const char *path)
-{
-    char copy[4096];
-    snprintf(copy, sizeof copy, "%s", path);
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* temp file beside path, fsync, rename over path, fsync the folder. */
 static int replace_file(const char *path, const char *data, size_t len, char *err, size_t errlen)
 {
     char folder[4096], tmp[4200];
     snprintf(folder, sizeof folder, "%s", path);
-    snprintf(tmp, sizeof tmp, "%s/.gatehouse-hosts.XXXXXX", dirname(folder));
+    const char *dir = dirname(folder);
+    snprintf(tmp, sizeof tmp, "%s/.gatehouse-hosts.XXXXXX", dir);
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, errlen, "%s: cannot create a temporary file: %s", path, strerror(errno));
@@ -89,7 +64,7 @@ static int replace_file(const char *path, const char *data, size_t len, char *er
         unlink(tmp);
         return -1;
     }
-    if (fsync_folder(path) < 0) {
+    if (file_sync_dir(dir, NULL, 0) < 0) {
         snprintf(err, errlen, "%s: written, but its folder did not sync: %s", path,
                  strerror(errno));
         return -1;
@@ -108,7 +83,7 @@ enum dns_hosts_result dns_hosts_write(const char *path, const struct dns_desired
         return DNS_HOSTS_FAILED;
     }
     enum dns_hosts_result result = DNS_HOSTS_UNCHANGED;
-    if (!same_content(path, data, len))
+    if (!file_holds(path, data, len))
         result = replace_file(path, data, len, err, errlen) < 0 ? DNS_HOSTS_FAILED
                                                                 : DNS_HOSTS_WRITTEN;
     free(data);

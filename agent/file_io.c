@@ -10,6 +10,36 @@
 #include <string.h>
 #include <unistd.h>
 
+int file_fd_holds(int fd, const void *data, size_t len)
+{
+    struct stat st;
+    int same = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len;
+    char chunk[8192];
+    size_t off = 0;
+    while (same && off < len) {
+        size_t want = len - off < sizeof chunk ? len - off : sizeof chunk;
+        ssize_t got = read(fd, chunk, want);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0 || memcmp(chunk, (const char *)data + off, (size_t)got) != 0)
+            same = 0;
+        else
+            off += (size_t)got;
+    }
+    explicit_bzero(chunk, sizeof chunk);
+    return same;
+}
+
+int file_holds(const char *path, const void *data, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return 0;
+    int same = file_fd_holds(fd, data, len);
+    close(fd);
+    return same;
+}
+
 int file_write_all(int fd, const void *data, size_t len)
 {
     const char *p = data;

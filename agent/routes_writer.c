@@ -57,30 +57,6 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
-/* 1 when the file holds exactly these bytes. Any trouble reading it counts as "different". */
-static int file_has_content(const char *path, const char *data, size_t len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0)
-        return 0;
-    struct stat st;
-    int same = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len;
-    char chunk[16384];
-    size_t off = 0;
-    while (same && off < len) {
-        size_t want = len - off < sizeof chunk ? len - off : sizeof chunk;
-        ssize_t got = read(fd, chunk, want);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0 || memcmp(chunk, data + off, (size_t)got) != 0)
-            same = 0;
-        else
-            off += (size_t)got;
-    }
-    close(fd);
-    return same;
-}
-
 /* Creates the temp file. One agent owns a state folder, so a leftover of ours from a crash (same
  * pid after a reboot or in a container) is removed and the create retried once. */
 static int create_temp(const char *temp, char *err, size_t errlen)
@@ -156,7 +132,7 @@ enum routes_write_result routes_write(const char *state_dir, const json_t *route
     enum routes_write_result result = ROUTES_FAILED;
     if (make_dirs(state_dir, err, errlen) < 0)
         goto out;
-    if (file_has_content(path, text, len)) {
+    if (file_holds(path, text, len)) {
         result = ROUTES_UNCHANGED;
         goto out;
     }

@@ -94,27 +94,15 @@ static int hand_to_reader(int fd, const struct stat *st)
     return fchown(fd, reader_uid, reader_gid);
 }
 
-/* 1 when path is a regular file holding exactly these bytes; any trouble counts as "no". */
+/* 1 when path is a regular file (not a symlink) holding exactly these bytes; any trouble counts
+ * as "no". */
 static int file_has_content(const char *path, const char *data, size_t len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
     if (fd < 0)
         return 0;
     struct stat st;
-    int same = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len;
-    char chunk[8192];
-    size_t off = 0;
-    while (same && off < len) {
-        size_t want = len - off < sizeof chunk ? len - off : sizeof chunk;
-        ssize_t got = read(fd, chunk, want);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0 || memcmp(chunk, data + off, (size_t)got) != 0)
-            same = 0;
-        else
-            off += (size_t)got;
-    }
-    explicit_bzero(chunk, sizeof chunk);
+    int same = file_fd_holds(fd, data, len) && fstat(fd, &st) == 0;
     /* a file left with a looser mode (copied in by hand, restored from a backup) is tightened */
     if (same && (st.st_mode & 0777) != 0600 && fchmod(fd, 0600) < 0)
         same = 0;
