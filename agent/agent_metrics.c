@@ -38,28 +38,8 @@ static size_t render_text(char *buf, size_t cap, const struct agent_metrics *m)
 int agent_metrics_write(const char *state_dir, const struct agent_metrics *m, char *err,
                         size_t errlen)
 {
-    char text[2048], path[4352], temp[4400];
+    char text[2048];
     size_t len = render_text(text, sizeof text, m);
-    snprintf(path, sizeof path, "%s/" AGENT_METRICS_FILE_NAME, state_dir);
-    snprintf(temp, sizeof temp, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0)
-        return set_err(err, errlen, "cannot create %s: %s", temp, strerror(errno));
-    int failed = file_write_all(fd, text, len) < 0;
-    int saved = errno;
-    if (close(fd) < 0 && !failed) {
-        failed = 1;
-        saved = errno;
-    }
-    if (failed) {
-        set_err(err, errlen, "cannot write %s: %s", temp, strerror(saved));
-        unlink(temp);
-        return -1;
-    }
-    if (rename(temp, path) < 0) {
-        set_err(err, errlen, "cannot rename %s to %s: %s", temp, path, strerror(errno));
-        unlink(temp);
-        return -1;
-    }
-    return 0;
+    return file_replace(state_dir, AGENT_METRICS_FILE_NAME, text, len, 0644, (uid_t)-1,
+                        (gid_t)-1, err, errlen);
 }

@@ -40,28 +40,15 @@ char *dns_hosts_render(const struct dns_desired *desired, const struct dns_addre
     return buf;
 }
 
-/* temp file beside path, fsync, rename over path, fsync the folder. */
+/* Replaced atomically (temp file, fsync, rename, folder sync); 0644: resolvers read it. */
 static int replace_file(const char *path, const char *data, size_t len, char *err, size_t errlen)
 {
-    char folder[4096], tmp[4200];
+    char folder[4096], name[4096], why[512];
     snprintf(folder, sizeof folder, "%s", path);
-    const char *dir = dirname(folder);
-    snprintf(tmp, sizeof tmp, "%s/.gatehouse-hosts.XXXXXX", dir);
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: cannot create a temporary file: %s", path, strerror(errno));
-        return -1;
-    }
-    if (file_write_all(fd, data, len) < 0 || fchmod(fd, 0644) < 0 || fsync(fd) < 0) {
-        snprintf(err, errlen, "%s: cannot write %s: %s", path, tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return -1;
-    }
-    close(fd);
-    if (rename(tmp, path) < 0) {
-        snprintf(err, errlen, "%s: cannot replace: %s", path, strerror(errno));
-        unlink(tmp);
+    snprintf(name, sizeof name, "%s", path);
+    const char *dir = dirname(folder), *base = basename(name);
+    if (file_replace(dir, base, data, len, 0644, (uid_t)-1, (gid_t)-1, why, sizeof why) < 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
         return -1;
     }
     if (file_sync_dir(dir, NULL, 0) < 0) {

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -51,6 +52,48 @@ int file_write_all(int fd, const void *data, size_t len)
             return -1;
         p += n;
         len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* O_EXCL, so the temp is never someone else's file; one agent owns a state folder, so a
+ * leftover of this name (a crash, the same pid after a reboot) is ours to remove. */
+static int create_temp(const char *temp, mode_t mode)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd >= 0 || errno != EEXIST || unlink(temp) < 0)
+            return fd;
+    }
+    return -1;
+}
+
+int file_replace(const char *dir, const char *name, const void *data, size_t len, mode_t mode,
+                 uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+    char path[4352], temp[4400];
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path ||
+        snprintf(temp, sizeof temp, "%s/.%s.tmp.%ld", dir, name, (long)getpid()) >=
+            (int)sizeof temp)
+        return set_err(err, errlen, "file name too long: %.64s/%.64s...", dir, name);
+    int fd = create_temp(temp, mode);
+    if (fd < 0)
+        return set_err(err, errlen, "cannot create %s: %s", temp, strerror(errno));
+    int failed = fchmod(fd, mode) < 0 || (uid != (uid_t)-1 && fchown(fd, uid, gid) < 0) ||
+                 file_write_all(fd, data, len) < 0 || fsync(fd) < 0;
+    int saved = errno;
+    if (close(fd) < 0 && !failed) {
+        failed = 1;
+        saved = errno;
+    }
+    if (failed) {
+        unlink(temp);
+        return set_err(err, errlen, "cannot write %s: %s", temp, strerror(saved));
+    }
+    if (rename(temp, path) < 0) {
+        saved = errno;
+        unlink(temp);
+        return set_err(err, errlen, "cannot replace %s: %s", path, strerror(saved));
     }
     return 0;
 }

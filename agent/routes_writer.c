@@ -57,53 +57,6 @@ static int make_dirs(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
-/* Creates the temp file. One agent owns a state folder, so a leftover of ours from a crash (same
- * pid after a reboot or in a container) is removed and the create retried once. */
-static int create_temp(const char *temp, char *err, size_t errlen)
-{
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd >= 0)
-            return fd;
-        if (errno != EEXIST || unlink(temp) < 0)
-            break;
-    }
-    set_err(err, errlen, "cannot create %s: %s", temp, strerror(errno));
-    return -1;
-}
-
-static int replace_file(const char *dir, const char *path, const char *data, size_t len,
-                        char *err, size_t errlen)
-{
-    char temp[PATH_BYTES], name[64];
-    snprintf(name, sizeof name, "." ROUTES_FILE_NAME ".tmp.%ld", (long)getpid());
-    if (join_path(temp, dir, name) < 0) {
-        set_err(err, errlen, "state folder name too long");
-        return -1;
-    }
-    int fd = create_temp(temp, err, errlen);
-    if (fd < 0)
-        return -1;
-    /* The umask must not decide whether the proxy (maybe another user) can read routes. */
-    if (fchmod(fd, 0644) < 0 || file_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
-        set_err(err, errlen, "cannot write %s: %s", temp, strerror(errno));
-        close(fd);
-        unlink(temp);
-        return -1;
-    }
-    if (close(fd) < 0) {
-        set_err(err, errlen, "cannot write %s: %s", temp, strerror(errno));
-        unlink(temp);
-        return -1;
-    }
-    if (rename(temp, path) < 0) {
-        set_err(err, errlen, "cannot replace %s: %s", path, strerror(errno));
-        unlink(temp);
-        return -1;
-    }
-    return file_sync_dir(dir, err, errlen);
-}
-
 static void count_routes(const json_t *routes, size_t *hosts_out, size_t *paths_out)
 {
     const json_t *hosts = json_object_get(routes, "hosts");
@@ -136,7 +89,9 @@ enum routes_write_result routes_write(const char *state_dir, const json_t *route
         result = ROUTES_UNCHANGED;
         goto out;
     }
-    if (replace_file(state_dir, path, text, len, err, errlen) < 0)
+    /* 0644 whatever the umask: the proxy (maybe another user) must be able to read routes. */
+    if (file_replace(state_dir, ROUTES_FILE_NAME, text, len, 0644, (uid_t)-1, (gid_t)-1, err,
+                     errlen) < 0 || file_sync_dir(state_dir, err, errlen) < 0)
         goto out;
     size_t hosts, paths;
     count_routes(routes, &hosts, &paths);

@@ -86,10 +86,10 @@ void tls_files_set_reader(uid_t uid, gid_t gid)
     reader_gid = gid;
 }
 
-/* Gives fd to the reader, when one is set and it is not already its owner. */
+/* Gives fd (described by st) to the reader, when one is set and is not already its owner. */
 static int hand_to_reader(int fd, const struct stat *st)
 {
-    if (reader_uid == (uid_t)-1 || (st && st->st_uid == reader_uid && st->st_gid == reader_gid))
+    if (reader_uid == (uid_t)-1 || (st->st_uid == reader_uid && st->st_gid == reader_gid))
         return 0;
     return fchown(fd, reader_uid, reader_gid);
 }
@@ -129,31 +129,6 @@ static int make_tls_dir(const char *state_dir, const char *dir, char *err, size_
         return set_err(err, errlen, "cannot give %s to the proxy's user: %s", dir,
                        strerror(errno));
     return created ? file_sync_dir(state_dir, err, errlen) : 0;
-}
-
-static int write_one(const char *dir, const char *name, const char *data, size_t len,
-                     char *err, size_t errlen)
-{
-    char path[PATH_BYTES], temp[PATH_BYTES];
-    snprintf(path, sizeof path, "%s/%.68s", dir, name);
-    snprintf(temp, sizeof temp, "%s/.%.68s.tmp.%ld", dir, name, (long)getpid());
-    unlink(temp);   /* one agent per state folder: a leftover of this pid is from a crash */
-    int fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return set_err(err, errlen, "cannot create %s: %s", temp, strerror(errno));
-    if (fchmod(fd, 0600) < 0 || hand_to_reader(fd, NULL) < 0 || file_write_all(fd, data, len) < 0 ||
-        fsync(fd) < 0 || close(fd) < 0) {
-        set_err(err, errlen, "cannot write %s: %s", temp, strerror(errno));
-        close(fd);
-        unlink(temp);
-        return -1;
-    }
-    if (rename(temp, path) < 0) {
-        set_err(err, errlen, "cannot rename %s to %s: %s", temp, path, strerror(errno));
-        unlink(temp);
-        return -1;
-    }
-    return 0;
 }
 
 /* The file name inside the folder for a key of files, or NULL when the key is not ours or the
@@ -201,7 +176,7 @@ int tls_files_write(const char *state_dir, const json_t *files, char *err, size_
         snprintf(path, sizeof path, "%s/%.68s", dir, name);
         if (file_has_content(path, data, len))
             continue;
-        if (write_one(dir, name, data, len, err, errlen) < 0)
+        if (file_replace(dir, name, data, len, 0600, reader_uid, reader_gid, err, errlen) < 0)
             return -1;
         written++;
     }
