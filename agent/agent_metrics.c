@@ -4,13 +4,8 @@
 #include "agent_metrics.h"
 
 #include "file_io.h"
-#include "log.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
-#include <string.h>
-#include <unistd.h>
 
 static size_t render_text(char *buf, size_t cap, const struct agent_metrics *m)
 {
