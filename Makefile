@@ -76,7 +76,7 @@ $(ASAN_LIB): $(ASAN_OBJS)
 
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
-build/asan/tests/%: tests/unit/%.c tests/unit/check.h $(ASAN_LIB)
+build/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(ASAN_LIB)
 	@mkdir -p $(dir $@)
 	$(HOST_CC) $(ASAN_CFLAGS) -Iproxy -Iagent -Itests/unit $< -o $@ $(ASAN_LIB) -lyaml -ljansson -lbearssl -lpthread
 

@@ -9,6 +9,7 @@
  * `now` values, which is exactly how the proxy and agent call the parser.
  */
 #include "check.h"
+#include "shell_fixture.h"
 #include "tls_material.h"
 
 #include <stdarg.h>
@@ -16,24 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static char dir[64];
-
-/* Runs a shell command in the fixture folder; a failure aborts the test (no fixture, no test). */
-static void sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    int n = snprintf(cmd, sizeof cmd, "cd '%s' && { ", dir);
-    va_list ap;
-    va_start(ap, fmt);
-    n += vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
-    va_end(ap);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, "; } >/dev/null 2>&1");
-    if (system(cmd) != 0) {
-        fprintf(stderr, "fixture command failed (is openssl installed?): %s\n", cmd);
-        exit(2);
-    }
-}
 
 static char *slurp(const char *name, size_t *len)
 {

@@ -8,6 +8,7 @@
  * Fixtures: self-signed ECDSA certificates made by the openssl command at test time.
  */
 #include "check.h"
+#include "shell_fixture.h"
 #include "route_table.h"
 #include "tls_selfsigned.h"
 #include "tls_session_cache.h"
@@ -19,23 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static char dir[64];
-
-static void sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    int n = snprintf(cmd, sizeof cmd, "cd '%s' && { ", dir);
-    va_list ap;
-    va_start(ap, fmt);
-    n += vsnprintf(cmd + n, sizeof cmd - (size_t)n, fmt, ap);
-    va_end(ap);
-    snprintf(cmd + n, sizeof cmd - (size_t)n, "; } >/dev/null 2>&1");
-    if (system(cmd) != 0) {
-        fprintf(stderr, "fixture command failed (is openssl installed?): %s\n", cmd);
-        exit(2);
-    }
-}
 
 static void write_file(const char *name, const char *text, size_t len)
 {
