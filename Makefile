@@ -19,11 +19,12 @@ KHEADERS  := build/deps/kheaders
 REL_CFLAGS := $(CSTD) $(WARN) -O2 -g -I$(DEPS)/include -idirafter $(KHEADERS) -Ilib
 ASAN_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
               -fno-sanitize-recover=undefined -Ilib
-# The version reaches only the two main.c files; their objects are rebuilt when it changes.
+# The version reaches the two main.c files and the API client (its User-Agent); their objects
+# are rebuilt when it changes.
 VERSION_STAMP := build/version.stamp
 $(shell mkdir -p build; [ "$$(cat $(VERSION_STAMP) 2>/dev/null)" = "$(VERSION)" ] || echo "$(VERSION)" > $(VERSION_STAMP))
-build/musl/proxy/main.o build/musl/agent/main.o: $(VERSION_STAMP)
-build/musl/proxy/main.o build/musl/agent/main.o: REL_CFLAGS += -DGATEHOUSE_VERSION='"$(VERSION)"'
+build/musl/proxy/main.o build/musl/agent/main.o build/musl/agent/kube_client.o: $(VERSION_STAMP)
+build/musl/proxy/main.o build/musl/agent/main.o build/musl/agent/kube_client.o: REL_CFLAGS += -DGATEHOUSE_VERSION='"$(VERSION)"'
 
 LIB_SRC   := $(wildcard lib/*.c)
 PROXY_SRC := $(wildcard proxy/*.c)
@@ -78,7 +79,7 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 build/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(ASAN_LIB)
 	@mkdir -p $(dir $@)
-	$(HOST_CC) $(ASAN_CFLAGS) -Iproxy -Iagent -Itests/unit $< -o $@ $(ASAN_LIB) -lyaml -ljansson -lbearssl -lpthread
+	$(HOST_CC) $(ASAN_CFLAGS) -Iproxy -Iagent -Itests/unit $< -o $@ $(ASAN_LIB) -lcurl -lyaml -ljansson -lbearssl -lpthread
 
 unit: $(UNIT_BINS)
 	@./tools/install-deps test
