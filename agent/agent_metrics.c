@@ -30,11 +30,14 @@ static size_t render_text(char *buf, size_t cap, const struct agent_metrics *m)
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
-int agent_metrics_write(const char *state_dir, const struct agent_metrics *m, char *err,
-                        size_t errlen)
+int agent_metrics_write(const char *state_dir, const struct agent_metrics *m,
+                        const char *source_text, char *err, size_t errlen)
 {
-    char text[2048];
+    char text[8192];
     size_t len = render_text(text, sizeof text, m);
+    int n = snprintf(text + len, sizeof text - len, "%s", source_text);
+    if (n > 0)
+        len += (size_t)n < sizeof text - len ? (size_t)n : sizeof text - len - 1;
     return file_replace(state_dir, AGENT_METRICS_FILE_NAME, text, len, 0644, (uid_t)-1,
                         (gid_t)-1, err, errlen);
 }

@@ -23,8 +23,9 @@ struct agent_metrics {
     int64_t last_ok_seconds;           /* wall clock of the last successful render */
 };
 
-/* Writes STATE/metrics.prom (temp file + rename). Returns 0, or -1 with err saying why. */
-int agent_metrics_write(const char *state_dir, const struct agent_metrics *m, char *err,
-                        size_t errlen);
+/* Writes STATE/metrics.prom (temp file + rename): the counters, then source_text (the source's
+ * own lines, may be ""). Returns 0, or -1 with err saying why. */
+int agent_metrics_write(const char *state_dir, const struct agent_metrics *m,
+                        const char *source_text, char *err, size_t errlen);
 
 #endif

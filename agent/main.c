@@ -3,9 +3,9 @@
  *
  * One pipeline, whatever the source: the source hands over a snapshot (a json array of objects),
  * translate turns it into the routes document and the TLS files it names, routes_publish puts
- * both on disk (files first). Then the source waits for the next change. The manifest folder
- * is the only source so far; the cluster API will be a second `struct source` beside
- * dir_source.
+ * both on disk (files first). Then the source waits for the next change. Two sources
+ * (source.h): a manifest folder (dir_source) and the cluster API (kube_source, which also
+ * publishes Ingress status after each render).
  *
  * Diagnostics from reading and translating are the same on every render until the input
  * changes, so they are logged when they first appear (and when they go away), not every time.
@@ -15,10 +15,11 @@
  * next render. With --once the sinks are reconciled once, in line, after the routes are written.
  */
 #include "agent_metrics.h"
-#include "dir_watch.h"
+#include "dir_source.h"
 #include "dns_config.h"
 #include "dns_records.h"
 #include "dns_sync.h"
+#include "kube_source.h"
 #include "log.h"
 #include "manifest_dir.h"
 #include "node_config.h"
@@ -86,77 +87,11 @@ static void diag_publish(struct diag_set *d)
     d->current = NULL;
 }
 
-/* ---- sources ---- */
-
-enum source_event { SOURCE_CHANGED, SOURCE_RELOAD, SOURCE_STOP, SOURCE_ERROR, SOURCE_TIMEOUT };
-
-struct source {
-    /* Starts watching for changes (not called with --once). Before the first snapshot, so no
-     * change between the two is missed. */
-    int (*watch)(struct source *src, char *err, size_t errlen);
-    /* A json array of objects, or NULL (err filled in) when nothing could be read. */
-    json_t *(*snapshot)(struct source *src, manifest_diag_fn *diag, void *diag_ctx,
-                        char *err, size_t errlen);
-    /* Blocks until the objects may have changed, a signal, or timeout_ms (-1: none) pass. */
-    enum source_event (*wait)(struct source *src, int timeout_ms, char *err, size_t errlen);
-    void (*close)(struct source *src);
-};
-
-struct dir_source {
-    struct source base;
-    const char *dir;
-    struct dir_watch *watcher;
-    json_t *last_good;     /* each file's documents when it last parsed */
-};
-
-static int dir_source_watch(struct source *src, char *err, size_t errlen)
-{
-    struct dir_source *ds = (struct dir_source *)src;
-    ds->watcher = dir_watch_open(ds->dir, err, errlen);
-    return ds->watcher ? 0 : -1;
-}
-
-static json_t *dir_source_snapshot(struct source *src, manifest_diag_fn *diag, void *diag_ctx,
-                                   char *err, size_t errlen)
-{
-    struct dir_source *ds = (struct dir_source *)src;
-    return manifest_dir_read(ds->dir, &ds->last_good, diag, diag_ctx, err, errlen);
-}
-
-static enum source_event dir_source_wait(struct source *src, int timeout_ms, char *err,
-                                         size_t errlen)
-{
-    struct dir_source *ds = (struct dir_source *)src;
-    switch (dir_watch_next(ds->watcher, timeout_ms, err, errlen)) {
-    case DIR_WATCH_CHANGED: return SOURCE_CHANGED;
-    case DIR_WATCH_RELOAD: return SOURCE_RELOAD;
-    case DIR_WATCH_STOP: return SOURCE_STOP;
-    case DIR_WATCH_TIMEOUT: return SOURCE_TIMEOUT;
-    default: return SOURCE_ERROR;
-    }
-}
-
-static void dir_source_close(struct source *src)
-{
-    struct dir_source *ds = (struct dir_source *)src;
-    dir_watch_close(ds->watcher);
-    json_decref(ds->last_good);
-    ds->last_good = NULL;
-}
-
-static void dir_source_init(struct dir_source *ds, const char *dir)
-{
-    ds->base = (struct source){ dir_source_watch, dir_source_snapshot, dir_source_wait,
-                                dir_source_close };
-    ds->dir = dir;
-    ds->watcher = NULL;
-    ds->last_good = NULL;
-}
-
 /* ---- the pipeline ---- */
 
 struct agent {
     const char *state_dir;
+    struct source *src;
     struct translate_options translate;
     struct diag_set diags;
     struct dns_sync_options dns;     /* dns.config->count == 0: no DNS */
@@ -188,8 +123,19 @@ static void dns_publish(struct agent *a, struct dns_desired *names)
 
 enum render_result { RENDER_OK, RENDER_READ_FAILED, RENDER_WRITE_FAILED };
 
-/* Counts the diagnostics of the render just published, then writes the metrics file. A failure
- * to write it is logged and changes nothing else: metrics never block routing. */
+/* The agent's counters and the source's, in one file. Failing to write it is logged and
+ * changes nothing else: metrics never block routing. */
+static void write_metrics(struct agent *a)
+{
+    char source_text[4096] = "";
+    if (a->src->metrics)
+        a->src->metrics(a->src, source_text, sizeof source_text);
+    char err[512];
+    if (agent_metrics_write(a->state_dir, &a->metrics, source_text, err, sizeof err) < 0)
+        log_warn("metrics not written: %s", err);
+}
+
+/* Counts the diagnostics of the render just published, then writes the metrics file. */
 static void publish_metrics(struct agent *a, enum render_result result)
 {
     struct agent_metrics *m = &a->metrics;
@@ -208,9 +154,7 @@ static void publish_metrics(struct agent *a, enum render_result result)
     } else {
         m->renders_failed++;
     }
-    char err[512];
-    if (agent_metrics_write(a->state_dir, m, err, sizeof err) < 0)
-        log_warn("metrics not written: %s", err);
+    write_metrics(a);
 }
 
 static enum render_result render_once(struct agent *a, struct source *src)
@@ -228,7 +172,6 @@ static enum render_result render_once(struct agent *a, struct source *src)
     a->translate.tls_refused = &a->metrics.tls_refused;
     json_t *routes = translate_routes(objects, &a->translate, &tls_files);
     struct dns_desired names = dns_collect(a, objects);
-    json_decref(objects);
     diag_publish(&a->diags);
     enum routes_write_result result = routes_publish(a->state_dir, routes, tls_files, err,
                                                      sizeof err);
@@ -237,8 +180,12 @@ static enum render_result render_once(struct agent *a, struct source *src)
     if (result == ROUTES_FAILED) {
         log_error("cannot write routes: %s", err);
         dns_desired_free(&names);
+        json_decref(objects);
         return RENDER_WRITE_FAILED;
     }
+    if (src->rendered)
+        src->rendered(src, objects, &a->translate);
+    json_decref(objects);
     if (result == ROUTES_UNCHANGED)
         log_debug("routes unchanged");
     dns_publish(a, &names);
@@ -264,8 +211,9 @@ static int run_watching(struct agent *a, struct source *src)
         log_error("%s", err);
         return 1;
     }
-    /* A read failure needs no timer: the folder coming back or changing is an event. */
-    enum render_result last = render(a, src);
+    /* A read failure needs no timer: the folder coming back or changing is an event. The
+     * cluster source renders once its first lists are complete: its first CHANGED. */
+    enum render_result last = src->render_at_start ? render(a, src) : RENDER_OK;
     for (;;) {
         int timeout = last == RENDER_WRITE_FAILED ? WRITE_RETRY_MS : -1;
         switch (src->wait(src, timeout, err, sizeof err)) {
@@ -277,6 +225,9 @@ static int run_watching(struct agent *a, struct source *src)
             log_info("SIGHUP: reading everything again");
             json_object_clear(a->diags.previous);   /* and show every problem again */
             last = render(a, src);
+            break;
+        case SOURCE_STATS:
+            write_metrics(a);
             break;
         case SOURCE_STOP:
             log_info("stopping");
@@ -298,12 +249,15 @@ struct cli {
 static void usage(FILE *out)
 {
     fprintf(out,
-        "usage: gatehouse-agent --manifests DIR [--state-dir DIR] [--once] [options]\n"
+        "usage: gatehouse-agent [--manifests DIR | --kubeconfig FILE] [--state-dir DIR]\n"
+        "                       [--once] [options]\n"
         "Reads Kubernetes Ingress, Service, EndpointSlice, IngressClass and Secret objects and\n"
         "writes the proxy's routes file, STATE/routes.yaml (certificates under STATE/tls/).\n"
         "\n"
         "  --manifests DIR        read *.yaml, *.yml, *.json from DIR, again on every change\n"
-        "  --kubeconfig FILE      read from the cluster API (not available yet)\n"
+        "  --kubeconfig FILE      list and watch the cluster API (config\n"
+        "                         kubernetes.kubeconfig); with neither this nor\n"
+        "                         --manifests: in-cluster service account\n"
         "  --state-dir DIR        where routes.yaml goes (config agent.stateDir,\n"
         "                         default /var/lib/gatehouse)\n"
         "  --once                 render once and exit (0: written, 1: not written)\n"
@@ -481,6 +435,79 @@ static int load_dns(const struct cli *cli, const struct node_config *cfg, struct
     return 0;
 }
 
+/* The cluster source waits for its first complete listing (ONCE_SYNC_TIMEOUT_MS at most); the
+ * folder is read at once. */
+#define ONCE_SYNC_TIMEOUT_MS 60000
+
+static int run_once(struct agent *a, struct source *src)
+{
+    char err[512];
+    if (!src->render_at_start) {
+        if (src->watch(src, err, sizeof err) < 0) {
+            log_error("%s", err);
+            return 1;
+        }
+        enum source_event ev;
+        while ((ev = src->wait(src, ONCE_SYNC_TIMEOUT_MS, err, sizeof err)) == SOURCE_STATS)
+            continue;
+        if (ev != SOURCE_CHANGED) {
+            log_error("%s", ev == SOURCE_ERROR ? err : ev == SOURCE_TIMEOUT
+                      ? "the cluster's objects could not be listed in time; routes not written"
+                      : "stopped before the cluster's objects were listed");
+            return 1;
+        }
+    }
+    int status = render(a, src) == RENDER_OK ? 0 : 1;
+    if (status == 0 && a->dns.config->count)   /* DNS failures are logged; routes are written */
+        dns_sync_run_once(&a->dns, &a->dns_desired);
+    return status;
+}
+
+/* The node's name for its status Lease: node.name, else the host name. */
+static const char *node_name(const struct node_config *cfg)
+{
+    static char host[256];
+    if (cfg->node_name[0])
+        return cfg->node_name;
+    if (gethostname(host, sizeof host - 1) < 0 || !host[0])
+        snprintf(host, sizeof host, "gatehouse");
+    return host;
+}
+
+/* The manifest folder when one is named, else the cluster (kubeconfig, or in-cluster). */
+static struct source *open_source(const struct cli *cli, const struct node_config *cfg,
+                                  struct dir_source *dir, struct kube_source *kube)
+{
+    if (cfg->kube_manifests[0]) {
+        dir_source_init(dir, cfg->kube_manifests);
+        log_info("gatehouse-agent %s: manifests %s -> %s/%s", GATEHOUSE_VERSION,
+                 cfg->kube_manifests, cfg->agent_state_dir, ROUTES_FILE_NAME);
+        return &dir->base;
+    }
+    struct kube_source_options opt = {
+        .kubeconfig = cfg->kube_kubeconfig,
+        .context = cfg->kube_context,
+        .ns = cfg->kube_namespace,
+        .watch_idle_timeout_ms = cfg->kube_watch_idle_timeout_ms,
+        .publish_status = cfg->ingress_publish_status && !cli->once,
+        .lease_namespace = cfg->kube_lease_namespace,
+        .node_name = node_name(cfg),
+        .addresses = cli->node_address ? cli->node_address : cfg->node_address,
+        .lease_duration_ms = cfg->kube_lease_duration_ms,
+        .renew_deadline_ms = cfg->kube_renew_deadline_ms,
+        .retry_period_ms = cfg->kube_retry_period_ms,
+    };
+    char err[512];
+    if (kube_source_init(kube, &opt, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return NULL;
+    }
+    log_info("gatehouse-agent %s: cluster %s, %s -> %s/%s", GATEHOUSE_VERSION,
+             kube_source_describe(kube), cfg->kube_namespace[0] ? cfg->kube_namespace
+             : "all namespaces", cfg->agent_state_dir, ROUTES_FILE_NAME);
+    return &kube->base;
+}
+
 int main(int argc, char **argv)
 {
     log_init("gatehouse-agent", LOG_INFO);
@@ -494,25 +521,23 @@ int main(int argc, char **argv)
     static struct node_config cfg;
     if ((status = load_config(&cli, &cfg)) != 0)
         return status;
-    if (!cfg.kube_manifests[0]) {
-        log_error("the cluster source is not available yet: pass --manifests DIR "
-                  "(or set kubernetes.manifests in the config file)");
-        return EXIT_USAGE;
-    }
-
     static struct dns_config dns;
     static struct dns_address addrs[DNS_ADDRESSES_MAX];
     size_t naddrs;
     if ((status = load_dns(&cli, &cfg, &dns, addrs, &naddrs)) != 0)
         return status;
 
+    static union { struct dir_source dir; struct kube_source kube; } sources;
+    struct source *src = open_source(&cli, &cfg, &sources.dir, &sources.kube);
+    if (!src) {
+        dns_config_free(&dns);
+        return EXIT_USAGE;
+    }
     hand_tls_files_to_proxy_user(&cfg);
 
-    struct dir_source dir_src;
-    dir_source_init(&dir_src, cfg.kube_manifests);
-    struct source *src = &dir_src.base;
     struct agent agent = {
         .state_dir = cfg.agent_state_dir,
+        .src = src,
         .translate = { .controller = cfg.ingress_controller,
                        .watch_without_class = cfg.ingress_watch_without_class },
         .diags = { .previous = json_object() },
@@ -521,16 +546,8 @@ int main(int argc, char **argv)
     };
     agent.translate.diag = diag_collect;
     agent.translate.diag_ctx = &agent.diags;
-    log_info("gatehouse-agent %s: manifests %s -> %s/%s", GATEHOUSE_VERSION, cfg.kube_manifests,
-             cfg.agent_state_dir, ROUTES_FILE_NAME);
 
-    if (cli.once) {
-        status = render(&agent, src) == RENDER_OK ? 0 : 1;
-        if (status == 0 && dns.count)   /* DNS failures are logged; the routes are written */
-            dns_sync_run_once(&agent.dns, &agent.dns_desired);
-    } else {
-        status = run_watching(&agent, src);
-    }
+    status = cli.once ? run_once(&agent, src) : run_watching(&agent, src);
     dns_sync_stop(agent.dns_sync);
     dns_desired_free(&agent.dns_desired);
     dns_config_free(&dns);

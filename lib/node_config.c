@@ -72,6 +72,12 @@ static const struct field fields[] = {
     FIELD("kubernetes", "kubeconfig", F_STRING, kube_kubeconfig),
     FIELD("kubernetes", "manifests", F_STRING, kube_manifests),
     FIELD("kubernetes", "namespace", F_STRING, kube_namespace),
+    FIELD("kubernetes", "context", F_STRING, kube_context),
+    FIELD("kubernetes", "leaseNamespace", F_STRING, kube_lease_namespace),
+    FIELD("kubernetes", "watchIdleTimeout", F_DURATION, kube_watch_idle_timeout_ms),
+    FIELD("kubernetes", "leaseDuration", F_DURATION, kube_lease_duration_ms),
+    FIELD("kubernetes", "renewDeadline", F_DURATION, kube_renew_deadline_ms),
+    FIELD("kubernetes", "retryPeriod", F_DURATION, kube_retry_period_ms),
     FIELD("ingress", "className", F_STRING, ingress_class_name),
     FIELD("ingress", "controller", F_STRING, ingress_controller),
     FIELD("ingress", "publishStatus", F_BOOL, ingress_publish_status),
@@ -102,6 +108,10 @@ void node_config_defaults(struct node_config *cfg)
     snprintf(cfg->ingress_controller, sizeof cfg->ingress_controller,
              "gatehouse.dev/ingress-controller");
     cfg->ingress_publish_status = 1;
+    cfg->kube_watch_idle_timeout_ms = 90000;
+    cfg->kube_lease_duration_ms = 15000;
+    cfg->kube_renew_deadline_ms = 10000;
+    cfg->kube_retry_period_ms = 2000;
     snprintf(cfg->agent_state_dir, sizeof cfg->agent_state_dir, "/var/lib/gatehouse");
 }
 

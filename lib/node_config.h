@@ -41,6 +41,13 @@ struct node_config {
     char kube_kubeconfig[4096];
     char kube_manifests[4096];
     char kube_namespace[256];               /* "" = all namespaces */
+    char kube_context[256];                 /* kubeconfig context, "" = current-context */
+    char kube_lease_namespace[256];         /* status Leases; "" = the kubeconfig's or service
+                                             * account's namespace, else "default" */
+    int kube_watch_idle_timeout_ms;         /* a silent watch is resumed after this, default 90 s */
+    int kube_lease_duration_ms;             /* status leader election, client-go's 15 s, */
+    int kube_renew_deadline_ms;             /*   10 s */
+    int kube_retry_period_ms;               /*   and 2 s */
     /* ingress: */
     char ingress_class_name[256];           /* default "gatehouse" */
     char ingress_controller[256];           /* default "gatehouse.dev/ingress-controller" */
