@@ -6,6 +6,8 @@
 #   make run        demo: backends + agent on demo/manifests + proxy on 127.0.0.1:8080
 # Third-party libraries are built from Debian source packages into build/deps (see tools/deps/).
 
+.DEFAULT_GOAL := all
+
 MUSL_CC   ?= musl-gcc
 HOST_CC   ?= cc
 FUZZ_CC   ?= clang
@@ -121,6 +123,7 @@ bench: all
 	@./tools/install-deps bench
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/dns_bench.py
+	$(PYTHON) bench/kube_bench.py
 
 run: all
 	@./tools/install-deps run

@@ -142,8 +142,10 @@ static enum source_event kube_source_wait(struct source *src, int timeout_ms, ch
         int64_t now = monotonic_ms();
         if (stats_changed(ks)) {
             int64_t due = ks->stats_written_ms + STATS_INTERVAL_MS;
-            if (now >= due)
+            if (now >= due) {
+                ks->stats_written_ms = now;   /* even if the caller does not write them */
                 return SOURCE_STATS;
+            }
             timeout = earliest(timeout, (int)(due - now));
         }
         if (deadline >= 0) {

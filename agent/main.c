@@ -447,11 +447,13 @@ static int run_once(struct agent *a, struct source *src)
             log_error("%s", err);
             return 1;
         }
+        time_t give_up = time(NULL) + ONCE_SYNC_TIMEOUT_MS / 1000;
         enum source_event ev;
-        while ((ev = src->wait(src, ONCE_SYNC_TIMEOUT_MS, err, sizeof err)) == SOURCE_STATS)
-            continue;
+        while ((ev = src->wait(src, ONCE_SYNC_TIMEOUT_MS, err, sizeof err)) == SOURCE_STATS
+               && time(NULL) < give_up)
+            write_metrics(a);
         if (ev != SOURCE_CHANGED) {
-            log_error("%s", ev == SOURCE_ERROR ? err : ev == SOURCE_TIMEOUT
+            log_error("%s", ev == SOURCE_ERROR ? err : ev != SOURCE_STOP
                       ? "the cluster's objects could not be listed in time; routes not written"
                       : "stopped before the cluster's objects were listed");
             return 1;

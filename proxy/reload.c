@@ -5,7 +5,8 @@
  * inotify watch on the file itself would follow the old inode away. Events for the file's name
  * (IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE, IN_DELETE, IN_MOVED_FROM) only mark a reload as
  * pending; the load happens once the directory has been quiet for COALESCE_MS, so a burst of
- * writes costs one parse. The watcher's states are plain: NO_WATCH (directory missing or
+ * writes costs one parse - except a file renamed into place (the agent's way), which is whole
+ * and loaded at once: the quiet period would be pure latency. The watcher's states are plain: NO_WATCH (directory missing or
  * unreadable, retried every second) and WATCHING. Whenever a watch is (re)established the
  * file's identity is compared with the one last loaded, so a change made while nobody was
  * watching (before the thread started, or while the directory was gone) is not missed.
@@ -190,8 +191,11 @@ static void read_events(struct watch_state *w)
                 w->wd = -1;
                 w->add_errno = ENOENT;
             }
-            if (ev->len && strcmp(ev->name, watch_base) == 0)
+            if (ev->len && strcmp(ev->name, watch_base) == 0) {
                 mark_pending(w);
+                if (ev->mask & IN_MOVED_TO)   /* renamed into place: complete, load now */
+                    w->first_event_ms -= MAX_DELAY_MS;
+            }
         }
     }
 }
