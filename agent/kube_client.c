@@ -103,14 +103,6 @@ struct kube_client {
 
 /* ---- small helpers ---- */
 
-static void wipe_free(void *p, size_t len)
-{
-    if (p) {
-        explicit_bzero(p, len);
-        free(p);
-    }
-}
-
 static void slist_wipe_free(struct curl_slist *l)
 {
     for (struct curl_slist *i = l; i; i = i->next)
@@ -262,7 +254,7 @@ static int buf_reserve(struct kube_request *r, size_t more)
         return -1;
     if (r->len)
         memcpy(p, r->buf, r->len);
-    wipe_free(r->buf, r->cap);
+    kube_wipe_free(r->buf, r->cap);
     r->buf = p;
     r->cap = cap;
     return 0;
@@ -410,7 +402,7 @@ static void request_free(struct kube_client *c, struct kube_request *r)
         r->next->prev = r->prev;
     else
         c->tail = r->prev;
-    wipe_free(r->buf, r->cap);
+    kube_wipe_free(r->buf, r->cap);
     free(r);
 }
 
@@ -456,7 +448,7 @@ static struct curl_slist *request_headers(struct kube_client *c,
             goto fail;
         snprintf(line, len, "Authorization: Bearer %s", token);
         struct curl_slist *added = curl_slist_append(h, line);
-        wipe_free(line, len);
+        kube_wipe_free(line, len);
         if (!added)
             goto fail;
     }

@@ -57,20 +57,6 @@ struct kube_credentials {
     unsigned cert_generation;
 };
 
-static void wipe_free(char *p, size_t len)
-{
-    if (p) {
-        explicit_bzero(p, len);
-        free(p);
-    }
-}
-
-static void wipe_free_str(char *p)
-{
-    if (p)
-        wipe_free(p, strlen(p));
-}
-
 struct kube_credentials *kube_credentials_new(const struct kube_config *cfg)
 {
     struct kube_credentials *c = calloc(1, sizeof *c);
@@ -85,10 +71,10 @@ void kube_credentials_free(struct kube_credentials *c)
 {
     if (!c)
         return;
-    wipe_free_str(c->file_token);
-    wipe_free_str(c->exec_token);
-    wipe_free(c->exec_cert, c->exec_cert_len);
-    wipe_free(c->exec_key, c->exec_key_len);
+    kube_wipe_free_str(c->file_token);
+    kube_wipe_free_str(c->exec_token);
+    kube_wipe_free(c->exec_cert, c->exec_cert_len);
+    kube_wipe_free(c->exec_key, c->exec_key_len);
     free(c);
 }
 
@@ -125,10 +111,10 @@ static int read_token_file(struct kube_credentials *c, int64_t now, char *err, s
     while (start < end && strchr(" \t\r\n", data[start]))
         start++;
     char *token = end > start ? strndup(data + start, end - start) : NULL;
-    wipe_free(data, len);
+    kube_wipe_free(data, len);
     if (!token)
         return set_err(err, errlen, end > start ? "token file %s: out of memory" : "token file %s is empty", path);
-    wipe_free_str(c->file_token);
+    kube_wipe_free_str(c->file_token);
     c->file_token = token;
     c->file_read_at = now;
     c->file_stale = 0;
@@ -236,7 +222,7 @@ static int output_grow(struct output *o)
         return -1;
     if (o->len)
         memcpy(bigger, o->buf, o->len);
-    wipe_free(o->buf, o->cap);     /* it may hold a token already */
+    kube_wipe_free(o->buf, o->cap);     /* it may hold a token already */
     o->buf = bigger;
     o->cap = cap;
     return 0;
@@ -340,9 +326,9 @@ struct exec_result {
 
 static void result_clear(struct exec_result *r)
 {
-    wipe_free_str(r->token);
-    wipe_free_str(r->cert);
-    wipe_free_str(r->key);
+    kube_wipe_free_str(r->token);
+    kube_wipe_free_str(r->cert);
+    kube_wipe_free_str(r->key);
     memset(r, 0, sizeof *r);
 }
 
@@ -431,9 +417,9 @@ static void install_result(struct kube_credentials *c, struct exec_result *r)
     if (!same_bytes(c->exec_cert, c->exec_cert_len, r->cert, cert_len) ||
         !same_bytes(c->exec_key, c->exec_key_len, r->key, key_len))
         c->cert_generation++;
-    wipe_free_str(c->exec_token);
-    wipe_free(c->exec_cert, c->exec_cert_len);
-    wipe_free(c->exec_key, c->exec_key_len);
+    kube_wipe_free_str(c->exec_token);
+    kube_wipe_free(c->exec_cert, c->exec_cert_len);
+    kube_wipe_free(c->exec_key, c->exec_key_len);
     c->exec_token = r->token;
     c->exec_cert = r->cert;
     c->exec_cert_len = cert_len;
@@ -459,7 +445,7 @@ static int refresh_exec(struct kube_credentials *c, char *err, size_t errlen)
     int rc = run_plugin(c, &o, why, sizeof why);
     if (rc == 0)
         rc = parse_credential(c->cfg->exec, &o, &r, why, sizeof why);
-    wipe_free(o.buf, o.cap);
+    kube_wipe_free(o.buf, o.cap);
     if (rc < 0) {
         result_clear(&r);
         return set_err(err, errlen, "exec plugin \"%s\": %s", plugin_name(c), why);

@@ -34,7 +34,7 @@
 
 /* ---- small helpers ---- */
 
-static void wipe_free(char *p, size_t len)
+void kube_wipe_free(void *p, size_t len)
 {
     if (p) {
         explicit_bzero(p, len);
@@ -42,10 +42,10 @@ static void wipe_free(char *p, size_t len)
     }
 }
 
-static void wipe_free_str(char *p)
+void kube_wipe_free_str(char *p)
 {
     if (p)
-        wipe_free(p, strlen(p));
+        kube_wipe_free(p, strlen(p));
 }
 
 static void free_strv(char **v, int secret)
@@ -53,7 +53,7 @@ static void free_strv(char **v, int secret)
     if (!v)
         return;
     for (char **p = v; *p; p++)
-        secret ? wipe_free_str(*p) : free(*p);
+        secret ? kube_wipe_free_str(*p) : free(*p);
     free(v);
 }
 
@@ -75,7 +75,7 @@ int kube_file_read(const char *path, size_t max, char **data, size_t *len)
             if (!bigger)
                 break;
             memcpy(bigger, buf, used);
-            wipe_free(buf, cap);       /* the bytes may be a key: never leave them to realloc */
+            kube_wipe_free(buf, cap);       /* the bytes may be a key: never leave them to realloc */
             buf = bigger;
             cap *= 2;
         }
@@ -96,7 +96,7 @@ int kube_file_read(const char *path, size_t max, char **data, size_t *len)
         used += (size_t)n;
     }
     if (buf)
-        wipe_free(buf, cap);
+        kube_wipe_free(buf, cap);
     close(fd);
     errno = saved;
     return -1;
@@ -153,7 +153,7 @@ static int base64_decode(const char *in, char **out, size_t *outlen)
     *outlen = used;
     return 0;
 bad:
-    wipe_free(buf, n / 4 * 3 + 4);
+    kube_wipe_free(buf, n / 4 * 3 + 4);
     return -1;
 }
 
@@ -653,10 +653,10 @@ static int incluster_files(const char *sa_dir, struct kube_config *out, char *er
     if (sa_file(sa_dir, "token", &data, &len, err, errlen) < 0)
         return -1;
     char *token = trimmed_copy(data, len);
-    wipe_free(data, len);
+    kube_wipe_free(data, len);
     if (!token)
         return set_err(err, errlen, "in-cluster: %s/token is empty", sa_dir);
-    wipe_free_str(token);
+    kube_wipe_free_str(token);
     if (!(out->token_file = str_printf("%s/token", sa_dir)))
         return set_err(err, errlen, "out of memory");
     if (sa_file(sa_dir, "ca.crt", &out->ca_pem, &out->ca_len, err, errlen) < 0)
@@ -709,8 +709,8 @@ void kube_config_free(struct kube_config *c)
     free(c->server);
     free(c->ca_pem);
     free(c->client_cert_pem);
-    wipe_free(c->client_key_pem, c->client_key_len);
-    wipe_free_str(c->token);
+    kube_wipe_free(c->client_key_pem, c->client_key_len);
+    kube_wipe_free_str(c->token);
     free(c->token_file);
     if (c->exec) {
         free(c->exec->api_version);

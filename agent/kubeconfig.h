@@ -68,4 +68,9 @@ void kube_config_free(struct kube_config *c);
  * (EFBIG when the file is larger than max). */
 int kube_file_read(const char *path, size_t max, char **data, size_t *len);
 
+/* free() for buffers that held secrets (tokens, keys, Secret bodies): zeroed first. NULL is
+ * fine. The _str form wipes up to the NUL. */
+void kube_wipe_free(void *p, size_t len);
+void kube_wipe_free_str(char *p);
+
 #endif
