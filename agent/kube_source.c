@@ -110,11 +110,20 @@ static int read_signal(struct kube_source *ks, enum source_event *out, char *err
     return 1;
 }
 
+static int is_leader(const struct kube_source *ks)
+{
+    return ks->status ? kube_status_is_leader(ks->status) : 0;
+}
+
 static int stats_changed(struct kube_source *ks)
 {
     struct kube_informer_stats now;
     kube_informers_stats(ks->informers, &now);
-    return memcmp(&now, &ks->last_stats, sizeof now) != 0;
+    const struct kube_informer_stats *was = &ks->last_stats;
+    return now.events != was->events || now.lists != was->lists
+           || now.watch_restarts != was->watch_restarts || now.errors != was->errors
+           || now.watching != was->watching || now.objects != was->objects
+           || is_leader(ks) != ks->last_leader;
 }
 
 static void log_first_sync(struct kube_source *ks)
@@ -180,6 +189,7 @@ static size_t kube_source_metrics(struct source *src, char *buf, size_t cap)
     struct kube_informer_stats st;
     kube_informers_stats(ks->informers, &st);
     ks->last_stats = st;
+    ks->last_leader = is_leader(ks);
     ks->stats_written_ms = monotonic_ms();
     int n = snprintf(buf, cap,
         "# HELP gatehouse_agent_api_synced 1 once every watched resource has been listed.\n"
@@ -207,8 +217,7 @@ static size_t kube_source_metrics(struct source *src, char *buf, size_t cap)
         "# TYPE gatehouse_agent_status_leader gauge\n"
         "gatehouse_agent_status_leader %d\n",
         kube_informers_synced(ks->informers), st.objects, KUBE_RESOURCE_COUNT, st.watching,
-        st.events, st.lists, st.watch_restarts, st.errors,
-        ks->status ? kube_status_is_leader(ks->status) : 0);
+        st.events, st.lists, st.watch_restarts, st.errors, ks->last_leader);
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 

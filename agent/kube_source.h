@@ -42,7 +42,8 @@ struct kube_source {
     int signal_fd;
     unsigned long long rendered_generation;
     int synced_logged;
-    struct kube_informer_stats last_stats;
+    struct kube_informer_stats last_stats;   /* as last written to metrics.prom */
+    int last_leader;
     int64_t stats_written_ms;
     char lease_namespace[256];
     char addresses[256];
