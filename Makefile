@@ -31,6 +31,7 @@ build/musl/proxy/main.o build/musl/agent/main.o build/musl/agent/kube_client.o: 
 LIB_SRC   := $(wildcard lib/*.c)
 PROXY_SRC := $(wildcard proxy/*.c)
 AGENT_SRC := $(wildcard agent/*.c)
+ROOTFS_SRC := $(wildcard rootfs/*.c)
 LIB_HDR   := $(wildcard lib/*.h)
 
 DEP_LIBS_PROXY := -lyaml -ljansson -lbearssl -lpthread
@@ -38,7 +39,7 @@ DEP_LIBS_AGENT := -lcurl -lbearssl -lyaml -ljansson -lpthread
 DEP_STAMPS := $(DEPS)/.built-bearssl $(DEPS)/.built-libyaml $(DEPS)/.built-jansson $(DEPS)/.built-curl
 
 .PHONY: all deps test unit fuzz integration bench run clean distclean
-all: build/bin/gatehouse-proxy build/bin/gatehouse-agent
+all: build/bin/gatehouse-proxy build/bin/gatehouse-agent build/bin/gatehouse-init
 
 # ---- third-party libraries (cached; rebuilt when their recipe changes) ----
 deps: $(DEP_STAMPS)
@@ -54,7 +55,7 @@ $(KHEADERS)/.stamp:
 	touch $@
 
 # ---- release binaries: static, musl ----
-build/musl/%.o: %.c $(LIB_HDR) $(wildcard proxy/*.h agent/*.h) $(DEP_STAMPS) $(KHEADERS)/.stamp
+build/musl/%.o: %.c $(LIB_HDR) $(wildcard proxy/*.h agent/*.h rootfs/*.h) $(DEP_STAMPS) $(KHEADERS)/.stamp
 	@mkdir -p $(dir $@)
 	$(MUSL_CC) $(REL_CFLAGS) -c $< -o $@
 
@@ -66,14 +67,19 @@ build/bin/gatehouse-agent: $(AGENT_SRC:%.c=build/musl/%.o) $(LIB_SRC:%.c=build/m
 	@mkdir -p $(dir $@)
 	$(MUSL_CC) -static -o $@ $^ -L$(DEPS)/lib $(DEP_LIBS_AGENT)
 
+# The image's stage-1 init (rootfs/): only log and yaml_json from lib/ (no TLS in PID 1).
+build/bin/gatehouse-init: $(ROOTFS_SRC:%.c=build/musl/%.o) build/musl/lib/log.o build/musl/lib/yaml_json.o
+	@mkdir -p $(dir $@)
+	$(MUSL_CC) -static -o $@ $^ -L$(DEPS)/lib -lyaml -ljansson
+
 # ---- unit tests: system compiler, ASan+UBSan, Debian's libyaml/jansson ----
 # Each tests/unit/test_*.c is a program linked against every non-main object.
-build/asan/%.o: %.c $(LIB_HDR) $(wildcard proxy/*.h agent/*.h)
+build/asan/%.o: %.c $(LIB_HDR) $(wildcard proxy/*.h agent/*.h rootfs/*.h)
 	@mkdir -p $(dir $@)
 	$(HOST_CC) $(ASAN_CFLAGS) -Iproxy -Iagent -c $< -o $@
 
 ASAN_LIB   := build/asan/libgatehouse-test.a
-ASAN_OBJS  := $(patsubst %.c,build/asan/%.o,$(LIB_SRC) $(filter-out proxy/main.c,$(PROXY_SRC)) $(filter-out agent/main.c,$(AGENT_SRC)))
+ASAN_OBJS  := $(patsubst %.c,build/asan/%.o,$(LIB_SRC) $(filter-out proxy/main.c,$(PROXY_SRC)) $(filter-out agent/main.c,$(AGENT_SRC)) $(filter-out rootfs/init.c,$(ROOTFS_SRC)))
 $(ASAN_LIB): $(ASAN_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
@@ -81,7 +87,7 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 build/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(ASAN_LIB)
 	@mkdir -p $(dir $@)
-	$(HOST_CC) $(ASAN_CFLAGS) -Iproxy -Iagent -Itests/unit $< -o $@ $(ASAN_LIB) -lcurl -lyaml -ljansson -lbearssl -lpthread
+	$(HOST_CC) $(ASAN_CFLAGS) -Iproxy -Iagent -Irootfs -Itests/unit $< -o $@ $(ASAN_LIB) -lcurl -lyaml -ljansson -lbearssl -lpthread
 
 unit: $(UNIT_BINS)
 	@./tools/install-deps test
