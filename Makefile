@@ -104,9 +104,16 @@ build/fuzz/fuzz_translate: agent/translate.c agent/k8s_object.c agent/ingress_va
     agent/tls_files.c agent/file_io.c lib/yaml_json.c lib/log.c lib/tls_material.c \
     proxy/route_table.c proxy/tls_store.c proxy/tls_selfsigned.c $(LIB_HDR) $(wildcard agent/*.h proxy/*.h)
 build/fuzz/fuzz_translate: FUZZ_LIBS := -lyaml -ljansson -lbearssl -lpthread
+build/fuzz/fuzz_watch_stream: agent/kube_watch.c agent/kube_status.c agent/kube_client.c \
+    agent/kube_credentials.c agent/kubeconfig.c agent/k8s_object.c lib/log.c lib/yaml_json.c \
+    lib/tls_material.c $(LIB_HDR) $(wildcard agent/*.h)
+build/fuzz/fuzz_watch_stream: FUZZ_LIBS := -lcurl -lyaml -ljansson -lbearssl -lpthread
+build/fuzz/fuzz_cloud_config: rootfs/cloud_config.c lib/log.c lib/yaml_json.c $(LIB_HDR) \
+    $(wildcard rootfs/*.h)
+build/fuzz/fuzz_cloud_config: FUZZ_LIBS := -lyaml -ljansson
 build/fuzz/%: tests/fuzz/%.c
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Iproxy -Iagent -Ilib $(filter %.c,$^) -o $@ $(FUZZ_LIBS)
+	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Iproxy -Iagent -Irootfs -Ilib $(filter %.c,$^) -o $@ $(FUZZ_LIBS)
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do \
 	  mkdir -p build/fuzz/corpus-$$(basename $$f); \

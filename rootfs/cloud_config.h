@@ -89,7 +89,7 @@ enum cc_status cloud_config_parse(const char *data, size_t len, struct cc_plan *
  * with name filled in when the file parses and holds a valid one, else 0. */
 int cloud_config_meta_hostname(const char *data, size_t len, char name[CC_HOSTNAME_MAX + 1]);
 
-/* Checks one piece of user-data on its own (exposed for the tests). Return 0 when accepted. */
+/* Checks one piece of user-data on its own (exposed for the tests). Return 1 when accepted. */
 int cloud_config_hostname_ok(const char *name);
 int cloud_config_path_allowed(const char *path);
 
