@@ -38,7 +38,7 @@ DEP_LIBS_PROXY := -lyaml -ljansson -lbearssl -lpthread
 DEP_LIBS_AGENT := -lcurl -lbearssl -lyaml -ljansson -lpthread
 DEP_STAMPS := $(DEPS)/.built-bearssl $(DEPS)/.built-libyaml $(DEPS)/.built-jansson $(DEPS)/.built-curl
 
-.PHONY: all deps test unit fuzz integration bench run clean distclean
+.PHONY: all deps test unit fuzz integration bench run image clean distclean
 all: build/bin/gatehouse-proxy build/bin/gatehouse-agent build/bin/gatehouse-init
 
 # ---- third-party libraries (cached; rebuilt when their recipe changes) ----
@@ -141,6 +141,13 @@ bench: all
 run: all
 	@./tools/install-deps run
 	tools/demo
+
+# The appliance image (issue 6, in progress): kernel + initramfs + OCI layout under build/.
+# tools/image/boot-check boots it under qemu by hand; the boot test is not in `make test` yet.
+image: all
+	@./tools/install-deps image
+	VERSION=$(VERSION) SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) \
+	  REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) tools/image/build
 
 clean:
 	rm -rf build/musl build/asan build/fuzz build/bin
