@@ -6,6 +6,8 @@
  * (ID and ARCOUNT) are rewritten on the way. Secrets and HMAC states are wiped after use.
  */
 #include "dns_tsig.h"
+
+#include "base64.h"
 #include "log.h"
 
 #include <bearssl.h>
@@ -74,57 +76,6 @@ static void algorithm_wire_name(enum dns_tsig_algorithm alg, struct dns_name *ou
         out->len = 0;
 }
 
-/* ---- base64 ---- */
-
-static int base64_value(char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-int dns_base64_decode(const char *text, uint8_t *out, size_t cap, size_t *bad_at)
-{
-    size_t len = strlen(text), pad = 0, at = 0;
-    if (len == 0 || len % 4 != 0) {
-        if (bad_at)
-            *bad_at = len;
-        return -1;
-    }
-    if (text[len - 1] == '=')
-        pad = text[len - 2] == '=' ? 2 : 1;
-    for (size_t i = 0; i < len; i += 4) {
-        uint32_t group = 0;
-        for (size_t k = 0; k < 4; k++) {
-            int v = (i + k >= len - pad) ? 0 : base64_value(text[i + k]);
-            if (v < 0) {
-                if (bad_at)
-                    *bad_at = i + k;
-                return -1;
-            }
-            group = group << 6 | (uint32_t)v;
-        }
-        size_t n = i + 4 == len ? 3 - pad : 3;
-        /* Bits that padding drops must be zero: one encoding per octet string. */
-        if (n < 3 && (group & (n == 1 ? 0xFFFFu : 0xFFu)) != 0) {
-            if (bad_at)
-                *bad_at = len - pad - 1;
-            return -1;
-        }
-        if (at + n > cap) {
-            if (bad_at)
-                *bad_at = i;
-            return -1;
-        }
-        for (size_t k = 0; k < n; k++)
-            out[at++] = (uint8_t)(group >> (16 - 8 * k));
-    }
-    return (int)at;
-}
-
 /* ---- keys ---- */
 
 int dns_tsig_key_init(struct dns_tsig_key *key, const char *name, const char *algorithm,
@@ -145,8 +96,9 @@ int dns_tsig_key_init(struct dns_tsig_key *key, const char *name, const char *al
         return -1;
     }
     size_t bad_at = 0;
-    int n = dns_base64_decode(secret_base64 ? secret_base64 : "", key->secret,
-                              sizeof key->secret, &bad_at);
+    const char *text = secret_base64 ? secret_base64 : "";
+    long n = base64_decode(text, strlen(text), key->secret, sizeof key->secret,
+                           BASE64_CANONICAL, &bad_at);
     if (n <= 0) {
         wipe(key->secret, sizeof key->secret);
         if (!secret_base64 || !*secret_base64)

@@ -54,9 +54,6 @@ int dns_tsig_key_init(struct dns_tsig_key *key, const char *name, const char *al
 /* Overwrites the secret. */
 void dns_tsig_key_wipe(struct dns_tsig_key *key);
 
-/* Strict base64 decoding (also for tests). Returns the decoded length, or -1 when the text is
- * not base64 or does not fit; *bad_at (may be NULL) gets the offset of the first bad character. */
-int dns_base64_decode(const char *text, uint8_t *out, size_t cap, size_t *bad_at);
 
 /* Octets the TSIG RR of this key adds to a message. */
 size_t dns_tsig_rr_size(const struct dns_tsig_key *key);

@@ -14,6 +14,8 @@
  * http:// servers are accepted (test clusters, kubectl proxy); TLS settings then do nothing.
  */
 #include "kubeconfig.h"
+
+#include "base64.h"
 #include "k8s_object.h"
 #include "log.h"
 #include "yaml_json.h"
@@ -107,54 +109,23 @@ static const char *file_error(void)
     return errno == EFBIG ? "file is too large" : strerror(errno);
 }
 
-/* Strict standard base64 (padding required). Line breaks and other ASCII whitespace are skipped,
- * as Go's decoder skips the line breaks long -data values are often wrapped with. */
-static int b64_value(unsigned char ch)
+/* A -data value: standard base64 with padding; line breaks are skipped, as Go's decoder skips
+ * the ones long values are often wrapped with. Empty is not a value. */
+static int base64_decode_alloc(const char *in, char **out, size_t *outlen)
 {
-    if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-    if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-    if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-    if (ch == '+') return 62;
-    if (ch == '/') return 63;
-    return -1;
-}
-
-static int base64_decode(const char *in, char **out, size_t *outlen)
-{
-    size_t n = strlen(in);
-    char *buf = malloc(n / 4 * 3 + 4);
+    size_t n = strlen(in), cap = BASE64_DECODED_MAX(n);
+    char *buf = malloc(cap + 1);
     if (!buf)
         return -1;
-    size_t used = 0, quad = 0, pad = 0;
-    unsigned acc = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)in[i];
-        if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n')
-            continue;
-        int v = ch == '=' ? 0 : b64_value(ch);
-        if (v < 0 || (pad && ch != '=') || (ch == '=' && quad < 2))
-            goto bad;
-        pad += ch == '=';
-        acc = acc << 6 | (unsigned)v;
-        if (++quad == 4) {
-            buf[used++] = (char)(acc >> 16);
-            if (pad < 2) buf[used++] = (char)(acc >> 8 & 0xff);
-            if (pad < 1) buf[used++] = (char)(acc & 0xff);
-            quad = 0;
-            acc = 0;
-            if (pad)
-                pad = 3;       /* nothing may follow a padded group */
-        }
+    long used = base64_decode(in, n, (unsigned char *)buf, cap, BASE64_SKIP_SPACE, NULL);
+    if (used <= 0) {
+        kube_wipe_free(buf, cap + 1);
+        return -1;
     }
-    if (quad != 0 || used == 0)
-        goto bad;
     buf[used] = '\0';
     *out = buf;
-    *outlen = used;
+    *outlen = (size_t)used;
     return 0;
-bad:
-    kube_wipe_free(buf, n / 4 * 3 + 4);
-    return -1;
 }
 
 /* ---- the server URL ---- */
@@ -383,7 +354,7 @@ static int get_blob(struct loader *ld, const json_t *obj, const char *key, const
     if (get_str(ld, obj, key, what, &file) < 0 || get_str(ld, obj, data_key, what, &data) < 0)
         return -1;
     if (data) {
-        if (base64_decode(data, out, len) < 0)
+        if (base64_decode_alloc(data, out, len) < 0)
             return fail(ld, "%s: %s is not valid base64", what, data_key);
         return 0;
     }

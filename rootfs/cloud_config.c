@@ -9,6 +9,8 @@
  * errors name the key ("write_files[1].path: ...") since the tree has no positions.
  */
 #include "cloud_config.h"
+
+#include "base64.h"
 #include "log.h"
 #include "yaml_json.h"
 
@@ -124,55 +126,18 @@ int cloud_config_path_allowed(const char *path)
            !under(path, "/var/lib/gatehouse/cloud-config");
 }
 
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-/* Standard base64; whitespace (line breaks) is skipped, padding optional but only at the end. */
+/* Padding optional, line breaks skipped: cloud-config writers differ on both. */
 static unsigned char *b64_decode(const char *s, size_t n, size_t *out_len)
 {
-    unsigned char *out = malloc(n / 4 * 3 + 3);
-    if (!out)
+    unsigned char *out = malloc(BASE64_DECODED_MAX(n));
+    long len = out ? base64_decode(s, n, out, BASE64_DECODED_MAX(n),
+                                   BASE64_SKIP_SPACE | BASE64_PAD_OPTIONAL, NULL) : -1;
+    if (len < 0) {
+        free(out);
         return NULL;
-    size_t len = 0, digits = 0, pad = 0;
-    unsigned acc = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == ' ' || c == '\n' || c == '\r' || c == '\t')
-            continue;
-        if (c == '=') {
-            pad++;
-            continue;
-        }
-        int v = b64_value(c);
-        if (v < 0 || pad)
-            goto bad;
-        acc = acc << 6 | (unsigned)v;
-        if (++digits % 4 == 0) {
-            out[len++] = (unsigned char)(acc >> 16);
-            out[len++] = (unsigned char)(acc >> 8);
-            out[len++] = (unsigned char)acc;
-            acc = 0;
-        }
     }
-    switch (digits % 4) {
-    case 1: goto bad;
-    case 2: out[len++] = (unsigned char)(acc >> 4); break;
-    case 3: out[len++] = (unsigned char)(acc >> 10); out[len++] = (unsigned char)(acc >> 2); break;
-    }
-    if (pad > 2 || (pad && (digits + pad) % 4 != 0))
-        goto bad;
-    *out_len = len;
+    *out_len = (size_t)len;
     return out;
-bad:
-    free(out);
-    return NULL;
 }
 
 static int is_ip(const char *s, int *family)
