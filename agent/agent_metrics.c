@@ -6,6 +6,7 @@
 #include "file_io.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static size_t render_text(char *buf, size_t cap, const struct agent_metrics *m)
 {
@@ -24,9 +25,12 @@ static size_t render_text(char *buf, size_t cap, const struct agent_metrics *m)
         "gatehouse_agent_diagnostics{severity=\"warning\"} %u\n"
         "# HELP gatehouse_agent_last_render_timestamp_seconds When the last render succeeded.\n"
         "# TYPE gatehouse_agent_last_render_timestamp_seconds gauge\n"
-        "gatehouse_agent_last_render_timestamp_seconds %lld\n",
+        "gatehouse_agent_last_render_timestamp_seconds %lld\n"
+        "# HELP gatehouse_agent_info The agent's version and the appliance image it runs in.\n"
+        "# TYPE gatehouse_agent_info gauge\n"
+        "gatehouse_agent_info{version=\"%s\",image_digest=\"%s\"} 1\n",
         m->renders_ok, m->renders_failed, m->tls_refused, m->diag_errors, m->diag_warnings,
-        (long long)m->last_ok_seconds);
+        (long long)m->last_ok_seconds, m->version ? m->version : "", m->image_digest);
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
@@ -40,4 +44,28 @@ int agent_metrics_write(const char *state_dir, const struct agent_metrics *m,
         len += (size_t)n < sizeof text - len ? (size_t)n : sizeof text - len - 1;
     return file_replace(state_dir, AGENT_METRICS_FILE_NAME, text, len, 0644, (uid_t)-1,
                         (gid_t)-1, err, errlen);
+}
+
+static int is_digest(const char *s)
+{
+    if (strlen(s) != 71 || strncmp(s, "sha256:", 7) != 0)
+        return 0;
+    for (const char *p = s + 7; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return 0;
+    return 1;
+}
+
+void agent_metrics_read_image_digest(struct agent_metrics *m, const char *path)
+{
+    char line[128] = "";
+    m->image_digest[0] = '\0';
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    if (fgets(line, sizeof line, f))
+        line[strcspn(line, "\n")] = '\0';
+    fclose(f);
+    if (is_digest(line))
+        memcpy(m->image_digest, line, strlen(line) + 1);
 }

@@ -21,7 +21,16 @@ struct agent_metrics {
     unsigned diag_errors;              /* problems reported by the last render, by severity */
     unsigned diag_warnings;
     int64_t last_ok_seconds;           /* wall clock of the last successful render */
+    const char *version;               /* gatehouse_agent_info labels: the agent's version, */
+    char image_digest[72];             /*   and the appliance image booted ("" off the appliance) */
 };
+
+/* Where the appliance's init notes the image digest given on the kernel command line. */
+#define AGENT_IMAGE_DIGEST_FILE "/run/gatehouse/image-digest"
+
+/* Reads the image digest from path into m->image_digest when the file holds sha256:<64 hex>;
+ * leaves it empty otherwise (not on the appliance, or a value that is not a digest). */
+void agent_metrics_read_image_digest(struct agent_metrics *m, const char *path);
 
 /* Writes STATE/metrics.prom (temp file + rename): the counters, then source_text (the source's
  * own lines, may be ""). Returns 0, or -1 with err saying why. */

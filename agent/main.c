@@ -548,6 +548,8 @@ int main(int argc, char **argv)
     };
     agent.translate.diag = diag_collect;
     agent.translate.diag_ctx = &agent.diags;
+    agent.metrics.version = GATEHOUSE_VERSION;
+    agent_metrics_read_image_digest(&agent.metrics, AGENT_IMAGE_DIGEST_FILE);
 
     status = cli.once ? run_once(&agent, src) : run_watching(&agent, src);
     dns_sync_stop(agent.dns_sync);

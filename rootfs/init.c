@@ -10,7 +10,9 @@
  *   4. apply cloud-config (or the last good one, see cloud_config.h): hostname (or meta-data's
  *      local-hostname), files, and the network plan in /run/gatehouse/network.env for an s6
  *      oneshot to apply
- *   5. note gatehouse.debug_shell=1 from the kernel command line in /run/gatehouse/debug_shell
+ *   5. note gatehouse.debug_shell=1 from the kernel command line in /run/gatehouse/debug_shell,
+ *      and gatehouse.image=sha256:... (the boot entry knows which image it boots; the image
+ *      cannot hold its own digest) in /run/gatehouse/image-digest
  *   6. exec s6-svscan on /etc/s6/services
  * The decisions live in cloud_config.c and blockdev.c, which are unit tested; what is left here
  * is system calls in order. PID 1 must never exit (the kernel panics): a fatal error before the
@@ -49,6 +51,7 @@
 #define RUN_DIR           "/run/gatehouse"
 #define NETWORK_ENV       RUN_DIR "/network.env"        /* NET_* assignments, see cloud_config.h */
 #define DEBUG_SHELL_FLAG  RUN_DIR "/debug_shell"        /* present = s6 starts a shell on ttyS0 */
+#define IMAGE_DIGEST_FILE RUN_DIR "/image-digest"       /* gatehouse.image=, for the agent's metrics */
 #define STORAGE_FLAG      RUN_DIR "/storage"            /* "persistent" or "tmpfs" */
 #define CC_STATUS         RUN_DIR "/cloud-config.status" /* current, last-good or none */
 #define SVSCAN            "/bin/s6-svscan"
@@ -422,6 +425,24 @@ static void configure(int have_cidata, int persistent)
 
 /* ---- main ---- */
 
+/* sha256:<64 lowercase hex>, or nothing: the agent puts it in a metric label. */
+static void note_image_digest(const char *digest)
+{
+    if (!digest)
+        return;
+    size_t n = strlen(digest);
+    int ok = n == 71 && strncmp(digest, "sha256:", 7) == 0;
+    for (size_t i = 7; ok && i < n; i++)
+        ok = (digest[i] >= '0' && digest[i] <= '9') || (digest[i] >= 'a' && digest[i] <= 'f');
+    if (!ok) {
+        log_warn("gatehouse.image=%.80s is not sha256:<64 hex digits>: ignored", digest);
+        return;
+    }
+    char line[80];
+    snprintf(line, sizeof line, "%s\n", digest);
+    write_text(IMAGE_DIGEST_FILE, line, 0644);
+}
+
 int main(int argc, char **argv)
 {
     if (getpid() != 1) {
@@ -435,7 +456,8 @@ int main(int argc, char **argv)
 
     size_t len;
     char *cmdline = read_file("/proc/cmdline", 4096, &len);
-    char wait_arg[16] = "";
+    char wait_arg[16] = "", image[80] = "";
+    int have_image = cmdline && cmdline_get(cmdline, "gatehouse.image", image, sizeof image);
     debug_shell = cmdline && cmdline_flag(cmdline, "gatehouse.debug_shell");
     long wait_ms = cmdline && cmdline_get(cmdline, "gatehouse.devwait", wait_arg, sizeof wait_arg)
                    ? strtol(wait_arg, NULL, 10) : DEVWAIT_MS;
@@ -445,6 +467,7 @@ int main(int argc, char **argv)
         write_text(DEBUG_SHELL_FLAG, "1\n", 0644);
         log_warn("gatehouse.debug_shell=1: a root shell will be started on %s", SERIAL_TTY);
     }
+    note_image_digest(have_image ? image : NULL);
 
     load_modules();
     struct volume vols[2] = {
