@@ -3,7 +3,9 @@
 #   make test       unit tests (ASan+UBSan), fuzz smoke run, integration tests (pytest)
 #   make bench      gatehouse-proxy beside nginx, HAProxy and h2o (HTTP, TLS); DNS sync into BIND
 #                   (BENCH_ONLY=http|tls limits bench/run.py to one part)
-#   make run        demo: backends + agent on demo/manifests + proxy on 127.0.0.1:8080
+#   make run        demo: the appliance image under qemu serving demo/manifests on 127.0.0.1:8080
+#   make run-host   the same demo without a VM (backends + agent + proxy on this machine)
+#   make image      kernel + initramfs + OCI layout (build/image, build/oci)
 # Third-party libraries are built from Debian source packages into build/deps (see tools/deps/).
 
 .DEFAULT_GOAL := all
@@ -38,7 +40,7 @@ DEP_LIBS_PROXY := -lyaml -ljansson -lbearssl -lpthread
 DEP_LIBS_AGENT := -lcurl -lbearssl -lyaml -ljansson -lpthread
 DEP_STAMPS := $(DEPS)/.built-bearssl $(DEPS)/.built-libyaml $(DEPS)/.built-jansson $(DEPS)/.built-curl
 
-.PHONY: all deps test unit fuzz integration bench run image clean distclean
+.PHONY: all deps test unit fuzz integration bench run run-host image clean distclean
 all: build/bin/gatehouse-proxy build/bin/gatehouse-agent build/bin/gatehouse-init
 
 # ---- third-party libraries (cached; rebuilt when their recipe changes) ----
@@ -139,7 +141,12 @@ bench: all
 	$(PYTHON) bench/dns_bench.py
 	$(PYTHON) bench/kube_bench.py
 
-run: all
+# The demo: the appliance under qemu (TCG), or the same programs straight on this machine.
+run: image
+	@./tools/install-deps run
+	tools/demo-qemu
+
+run-host: all
 	@./tools/install-deps run
 	tools/demo
 
