@@ -27,6 +27,8 @@
 #include "tls_files.h"
 #include "translate.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -91,6 +93,7 @@ static void diag_publish(struct diag_set *d)
 
 struct agent {
     const char *state_dir;
+    int notify_fd;                   /* s6 readiness: written once the first routes are out */
     struct source *src;
     struct translate_options translate;
     struct diag_set diags;
@@ -192,10 +195,23 @@ static enum render_result render_once(struct agent *a, struct source *src)
     return RENDER_OK;
 }
 
+/* s6's readiness protocol: one newline on the descriptor, then close it. */
+static void notify_ready(struct agent *a)
+{
+    if (a->notify_fd < 0)
+        return;
+    if (write(a->notify_fd, "\n", 1) != 1)
+        log_warn("--notify-fd %d: %s", a->notify_fd, strerror(errno));
+    close(a->notify_fd);
+    a->notify_fd = -1;
+}
+
 static enum render_result render(struct agent *a, struct source *src)
 {
     enum render_result result = render_once(a, src);
     publish_metrics(a, result);
+    if (result == RENDER_OK)
+        notify_ready(a);
     return result;
 }
 
@@ -243,7 +259,7 @@ static int run_watching(struct agent *a, struct source *src)
 
 struct cli {
     const char *manifests, *kubeconfig, *state_dir, *config, *controller, *node_address;
-    int once, watch_without_class, verbose;
+    int once, watch_without_class, verbose, notify_fd;
 };
 
 static void usage(FILE *out)
@@ -267,16 +283,29 @@ static void usage(FILE *out)
         "                         ingress.controller)\n"
         "  --watch-without-class  serve Ingresses without a class even with no default class\n"
         "  --node-address IP[,IP] the addresses DNS records point at (config node.address)\n"
+        "  --notify-fd FD         write a newline to FD once the first routes are written\n"
+        "                         (s6 readiness notification)\n"
         "  --verbose              log debug lines too\n"
         "  --help, --version\n"
         "Flags override the config file. SIGHUP re-reads now; SIGTERM/SIGINT stop.\n");
+}
+
+/* A descriptor number given by the supervisor, which must be open. */
+static int parse_fd(const char *text, int *fd)
+{
+    char *end;
+    long v = strtol(text, &end, 10);
+    if (*text < '0' || *text > '9' || *end || v < 0 || v > 1 << 20 || fcntl((int)v, F_GETFD) < 0)
+        return -1;
+    *fd = (int)v;
+    return 0;
 }
 
 /* Returns -1 to go on, else the exit status. */
 static int parse_args(int argc, char **argv, struct cli *cli)
 {
     enum { OPT_MANIFESTS = 256, OPT_KUBECONFIG, OPT_STATE_DIR, OPT_ONCE, OPT_CONFIG,
-           OPT_CONTROLLER, OPT_WITHOUT_CLASS, OPT_VERBOSE, OPT_VERSION, OPT_NODE_ADDRESS };
+           OPT_CONTROLLER, OPT_WITHOUT_CLASS, OPT_VERBOSE, OPT_VERSION, OPT_NODE_ADDRESS, OPT_NOTIFY_FD };
     static const struct option options[] = {
         { "manifests", required_argument, NULL, OPT_MANIFESTS },
         { "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
@@ -287,6 +316,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
         { "watch-without-class", no_argument, NULL, OPT_WITHOUT_CLASS },
         { "node-address", required_argument, NULL, OPT_NODE_ADDRESS },
         { "verbose", no_argument, NULL, OPT_VERBOSE },
+        { "notify-fd", required_argument, NULL, OPT_NOTIFY_FD },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, OPT_VERSION },
         { NULL, 0, NULL, 0 },
@@ -303,6 +333,13 @@ static int parse_args(int argc, char **argv, struct cli *cli)
         case OPT_WITHOUT_CLASS: cli->watch_without_class = 1; break;
         case OPT_NODE_ADDRESS: cli->node_address = optarg; break;
         case OPT_VERBOSE: cli->verbose = 1; break;
+        case OPT_NOTIFY_FD:
+            if (parse_fd(optarg, &cli->notify_fd) < 0) {
+                fprintf(stderr, "gatehouse-agent: --notify-fd: '%s' is not an open descriptor\n",
+                        optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         case OPT_VERSION: printf("gatehouse-agent %s\n", GATEHOUSE_VERSION); return 0;
         default:
@@ -513,7 +550,7 @@ static struct source *open_source(const struct cli *cli, const struct node_confi
 int main(int argc, char **argv)
 {
     log_init("gatehouse-agent", LOG_INFO);
-    struct cli cli = {0};
+    struct cli cli = { .notify_fd = -1 };
     int status = parse_args(argc, argv, &cli);
     if (status >= 0)
         return status;
@@ -539,6 +576,7 @@ int main(int argc, char **argv)
 
     struct agent agent = {
         .state_dir = cfg.agent_state_dir,
+        .notify_fd = cli.notify_fd,
         .src = src,
         .translate = { .controller = cfg.ingress_controller,
                        .watch_without_class = cfg.ingress_watch_without_class },

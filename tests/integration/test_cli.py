@@ -1,5 +1,6 @@
 """Command-line behaviour of both programs: --help, --version, bad flags, bad config, a busy
 port."""
+import os
 import socket
 import subprocess
 
@@ -57,3 +58,25 @@ def test_agent_unreadable_manifest_dir_fails(env):
              "--once"])
     assert r.returncode != 0
     assert "missing" in r.stderr, r.stderr
+
+
+def test_agent_notify_fd_says_ready_after_the_first_routes(env):
+    """s6 readiness: one newline on --notify-fd once routes.yaml is written, and only then."""
+    env.write_manifests([helpers.ingress_class(default=True)])
+    read_end, write_end = os.pipe()
+    p = subprocess.Popen([_binary(AGENT), "--manifests", env.manifests, "--state-dir", env.state,
+                          "--config", "/dev/null", "--notify-fd", str(write_end)],
+                         pass_fds=(write_end,), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as r:
+            assert r.read() == b"\n"                  # EOF right after: the agent closed it
+        assert os.path.exists(env.routes)
+        assert p.poll() is None                       # and it goes on watching
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+    r = run([_binary(AGENT), "--manifests", env.manifests, "--state-dir", env.state,
+             "--notify-fd", "99", "--once"])
+    assert r.returncode == 2 and "not an open descriptor" in r.stderr, r.stderr
