@@ -4,6 +4,7 @@
  */
 #include "agent_metrics.h"
 #include "check.h"
+#include "temp_dir.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,9 +73,6 @@ int main(void)
     if (!mkdtemp(dir))
         return 2;
     test_image_digest();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    temp_dir_remove(dir);
     return check_summary("test_agent_metrics");
 }

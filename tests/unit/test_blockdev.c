@@ -4,6 +4,7 @@
  * whose tool is not installed is skipped and named on stdout.
  */
 #include "check.h"
+#include "temp_dir.h"
 #include "blockdev.h"
 
 #include <stdio.h>
@@ -156,8 +157,6 @@ int main(void)
     test_iso9660();
     test_not_a_filesystem();
     test_find();
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmp);
+    temp_dir_remove(tmp);
     return check_summary("test_blockdev");
 }

@@ -4,6 +4,7 @@
  * or near their expiry, and failures that keep the old credential and say what went wrong.
  */
 #include "check.h"
+#include "temp_dir.h"
 #include "kube_credentials.h"
 
 #include <errno.h>
@@ -357,9 +358,6 @@ int main(void)
     test_exec_cert();
     test_exec_bad_output();
     test_exec_failures();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
+    temp_dir_remove(tmp);
     return check_summary("test_kube_credentials");
 }

@@ -4,6 +4,7 @@
  * rewritten for IP addresses and tls-server-name, and errors that name the file and the item.
  */
 #include "check.h"
+#include "temp_dir.h"
 #include "kubeconfig.h"
 
 #include <stdio.h>
@@ -437,9 +438,6 @@ int main(void)
     test_errors();
     test_servers();
     test_incluster();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tmp);
+    temp_dir_remove(tmp);
     return check_summary("test_kubeconfig");
 }

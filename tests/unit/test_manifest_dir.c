@@ -3,6 +3,7 @@
  * skip, and broken files that are reported (file and line) while the rest still loads.
  */
 #include "check.h"
+#include "temp_dir.h"
 #include "manifest_dir.h"
 
 #include <stdlib.h>
@@ -152,9 +153,7 @@ static void test_folder(void)
         chmod(path, 0644);
     }
 
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    CHECK_INT(system(cmd), 0);
+    CHECK_INT(temp_dir_remove(dir), 0);
 }
 
 static void test_missing_and_empty_folder(void)

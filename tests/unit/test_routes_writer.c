@@ -4,6 +4,7 @@
  * kept when writing fails.
  */
 #include "check.h"
+#include "temp_dir.h"
 #include "routes_writer.h"
 #include "yaml_json.h"
 
@@ -151,8 +152,6 @@ int main(void)
     }
     test_write_and_rewrite(base);
     test_failure_keeps_file(base);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
-    CHECK_INT(system(cmd), 0);
+    CHECK_INT(temp_dir_remove(base), 0);
     return check_summary("test_routes_writer");
 }

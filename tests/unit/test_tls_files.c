@@ -4,6 +4,7 @@
  * written before the routes file that names them and removed only after one that does not.
  */
 #include "check.h"
+#include "temp_dir.h"
 #include "routes_writer.h"
 #include "tls_files.h"
 
@@ -226,9 +227,6 @@ int main(void)
     test_modes_and_unchanged();
     test_refused_names();
     test_publish_order();
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", base);
+    temp_dir_remove(base);
     return check_summary("test_tls_files");
 }

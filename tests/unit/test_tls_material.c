@@ -9,6 +9,7 @@
  * `now` values, which is exactly how the proxy and agent call the parser.
  */
 #include "check.h"
+#include "temp_dir.h"
 #include "shell_fixture.h"
 #include "tls_material.h"
 
@@ -271,9 +272,6 @@ int main(void)
     test_garbage(now);
     test_formats(now);
     test_load_files(now);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    temp_dir_remove(dir);
     return check_summary("test_tls_material");
 }

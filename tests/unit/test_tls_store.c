@@ -8,6 +8,7 @@
  * Fixtures: self-signed ECDSA certificates made by the openssl command at test time.
  */
 #include "check.h"
+#include "temp_dir.h"
 #include "shell_fixture.h"
 #include "route_table.h"
 #include "tls_selfsigned.h"
@@ -374,9 +375,6 @@ int main(void)
     test_selfsigned(now);
     test_default_from_files();
     test_session_cache();
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    temp_dir_remove(dir);
     return check_summary("test_tls_store");
 }

@@ -5,6 +5,7 @@
  * the objects read like the manifests they stand for.
  */
 #include "check.h"
+#include "temp_dir.h"
 #include "translate.h"
 
 #include <stdarg.h>
@@ -1418,10 +1419,7 @@ static void test_tls(void)
     test_tls_malformed();
     json_decref(tls_files);
     tls_files = NULL;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tls_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", tls_dir);
+    temp_dir_remove(tls_dir);
 }
 
 int main(void)
