@@ -55,7 +55,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
-from run import BODY, BenchError, free_port, nginx_backend_conf, tail, vm_status  # noqa: E402
+from run import (BODY, BenchError, free_port, nginx_backend_conf, tail, vm_status,  # noqa: E402
+                 wait_listening)
 
 OUT = os.path.join(ROOT, "build", "bench")
 WORK = os.path.join(OUT, "kube")
@@ -173,19 +174,6 @@ class Procs:
     def stop_all(self):
         while self.all:
             self.all.pop().stop()
-
-
-def wait_listening(proc, port, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            raise proc.fail(f"exited with status {proc.popen.returncode} during startup")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise proc.fail(f"not listening on 127.0.0.1:{port} after {timeout:.0f} s")
 
 
 # ---- objects --------------------------------------------------------------------------------
