@@ -4,6 +4,7 @@
 #include "agent_metrics.h"
 
 #include "file_io.h"
+#include "image_digest.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -46,16 +47,6 @@ int agent_metrics_write(const char *state_dir, const struct agent_metrics *m,
                         (gid_t)-1, err, errlen);
 }
 
-static int is_digest(const char *s)
-{
-    if (strlen(s) != 71 || strncmp(s, "sha256:", 7) != 0)
-        return 0;
-    for (const char *p = s + 7; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return 0;
-    return 1;
-}
-
 void agent_metrics_read_image_digest(struct agent_metrics *m, const char *path)
 {
     char line[128] = "";
@@ -66,6 +57,6 @@ void agent_metrics_read_image_digest(struct agent_metrics *m, const char *path)
     if (fgets(line, sizeof line, f))
         line[strcspn(line, "\n")] = '\0';
     fclose(f);
-    if (is_digest(line))
+    if (image_digest_valid(line))
         memcpy(m->image_digest, line, strlen(line) + 1);
 }

@@ -9,6 +9,8 @@
 #ifndef GATEHOUSE_AGENT_METRICS_H
 #define GATEHOUSE_AGENT_METRICS_H
 
+#include "image_digest.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,7 +24,7 @@ struct agent_metrics {
     unsigned diag_warnings;
     int64_t last_ok_seconds;           /* wall clock of the last successful render */
     const char *version;               /* gatehouse_agent_info labels: the agent's version, */
-    char image_digest[72];             /*   and the appliance image booted ("" off the appliance) */
+    char image_digest[IMAGE_DIGEST_LEN + 1]; /* and the appliance image booted ("" elsewhere) */
 };
 
 /* Where the appliance's init notes the image digest given on the kernel command line. */

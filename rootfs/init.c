@@ -20,6 +20,7 @@
  */
 #include "blockdev.h"
 #include "cloud_config.h"
+#include "image_digest.h"
 #include "log.h"
 
 #include <errno.h>
@@ -430,11 +431,7 @@ static void note_image_digest(const char *digest)
 {
     if (!digest)
         return;
-    size_t n = strlen(digest);
-    int ok = n == 71 && strncmp(digest, "sha256:", 7) == 0;
-    for (size_t i = 7; ok && i < n; i++)
-        ok = (digest[i] >= '0' && digest[i] <= '9') || (digest[i] >= 'a' && digest[i] <= 'f');
-    if (!ok) {
+    if (!image_digest_valid(digest)) {
         log_warn("gatehouse.image=%.80s is not sha256:<64 hex digits>: ignored", digest);
         return;
     }
