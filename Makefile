@@ -70,9 +70,10 @@ build/bin/gatehouse-agent: $(AGENT_SRC:%.c=build/musl/%.o) $(LIB_SRC:%.c=build/m
 	@mkdir -p $(dir $@)
 	$(MUSL_CC) -static -o $@ $^ -L$(DEPS)/lib $(DEP_LIBS_AGENT)
 
-# The image's stage-1 init (rootfs/): only log, yaml_json and base64 from lib/ (no TLS in PID 1).
+# The image's stage-1 init (rootfs/): only log, yaml_json, base64 and file_read from lib/ (no TLS
+# in PID 1).
 build/bin/gatehouse-init: $(ROOTFS_SRC:%.c=build/musl/%.o) build/musl/lib/log.o build/musl/lib/yaml_json.o \
-    build/musl/lib/base64.o
+    build/musl/lib/base64.o build/musl/lib/file_read.o
 	@mkdir -p $(dir $@)
 	$(MUSL_CC) -static -o $@ $^ -L$(DEPS)/lib -lyaml -ljansson
 
@@ -110,7 +111,7 @@ build/fuzz/fuzz_translate: agent/translate.c agent/k8s_object.c agent/ingress_va
 build/fuzz/fuzz_translate: FUZZ_LIBS := -lyaml -ljansson -lbearssl -lpthread
 build/fuzz/fuzz_watch_stream: agent/kube_watch.c agent/kube_status.c agent/kube_client.c \
     agent/kube_credentials.c agent/kubeconfig.c agent/k8s_object.c lib/log.c lib/yaml_json.c \
-    lib/tls_material.c lib/base64.c $(LIB_HDR) $(wildcard agent/*.h)
+    lib/tls_material.c lib/base64.c lib/file_read.c $(LIB_HDR) $(wildcard agent/*.h)
 build/fuzz/fuzz_watch_stream: FUZZ_LIBS := -lcurl -lyaml -ljansson -lbearssl -lpthread
 build/fuzz/fuzz_cloud_config: rootfs/cloud_config.c lib/log.c lib/yaml_json.c lib/base64.c $(LIB_HDR) \
     $(wildcard rootfs/*.h)

@@ -16,6 +16,8 @@
  * parse errors are cut before jansson quotes the offending text).
  */
 #include "kube_credentials.h"
+
+#include "file_read.h"
 #include "k8s_object.h"
 #include "log.h"
 
@@ -102,7 +104,7 @@ static int read_token_file(struct kube_credentials *c, int64_t now, char *err, s
     const char *path = c->cfg->token_file;
     char *data;
     size_t len;
-    if (kube_file_read(path, TOKEN_FILE_MAX, &data, &len) < 0)
+    if (!(data = file_read_all(path, TOKEN_FILE_MAX, &len)))
         return set_err(err, errlen, "token file %s: %s", path,
                        errno == EFBIG ? "file is too large" : strerror(errno));
     size_t start = 0, end = len;

@@ -16,13 +16,13 @@
 #include "kubeconfig.h"
 
 #include "base64.h"
+#include "file_read.h"
 #include "k8s_object.h"
 #include "log.h"
 #include "yaml_json.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,51 +57,6 @@ static void free_strv(char **v, int secret)
     for (char **p = v; *p; p++)
         secret ? kube_wipe_free_str(*p) : free(*p);
     free(v);
-}
-
-int kube_file_read(const char *path, size_t max, char **data, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t cap = 4096, used = 0;
-    char *buf = malloc(cap);
-    int saved = ENOMEM;
-    while (buf) {
-        if (used > max) {
-            saved = EFBIG;
-            break;
-        }
-        if (used + 1 >= cap) {
-            char *bigger = malloc(cap * 2);
-            if (!bigger)
-                break;
-            memcpy(bigger, buf, used);
-            kube_wipe_free(buf, cap);       /* the bytes may be a key: never leave them to realloc */
-            buf = bigger;
-            cap *= 2;
-        }
-        ssize_t n = read(fd, buf + used, cap - 1 - used);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            saved = errno;
-            break;
-        }
-        if (n == 0) {
-            close(fd);
-            buf[used] = '\0';
-            *data = buf;
-            *len = used;
-            return 0;
-        }
-        used += (size_t)n;
-    }
-    if (buf)
-        kube_wipe_free(buf, cap);
-    close(fd);
-    errno = saved;
-    return -1;
 }
 
 static const char *file_error(void)
@@ -363,7 +318,8 @@ static int get_blob(struct loader *ld, const json_t *obj, const char *key, const
     char *full = resolve_path(ld, file);
     if (!full)
         return fail(ld, "out of memory");
-    int rc = kube_file_read(full, KUBE_FILE_MAX, out, len);
+    *out = file_read_all(full, KUBE_FILE_MAX, len);
+    int rc = *out ? 0 : -1;
     if (rc < 0)
         fail(ld, "%s: %s %s: %s", what, key, full, file_error());
     else if (*len == 0)
@@ -603,7 +559,7 @@ static int sa_file(const char *sa_dir, const char *name, char **data, size_t *le
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", sa_dir, name);
-    if (kube_file_read(path, KUBE_FILE_MAX, data, len) < 0)
+    if (!(*data = file_read_all(path, KUBE_FILE_MAX, len)))
         return set_err(err, errlen, "in-cluster: %s: %s", path, file_error());
     return 0;
 }
@@ -636,7 +592,7 @@ static int incluster_files(const char *sa_dir, struct kube_config *out, char *er
         return set_err(err, errlen, "in-cluster: %s/ca.crt is empty", sa_dir);
     char path[4096];
     snprintf(path, sizeof path, "%s/namespace", sa_dir);
-    if (kube_file_read(path, 4096, &data, &len) == 0) {
+    if ((data = file_read_all(path, 4096, &len))) {
         out->ns = trimmed_copy(data, len);
         free(data);
     } else if (errno != ENOENT) {

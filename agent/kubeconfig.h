@@ -63,10 +63,6 @@ int kube_incluster_load(const char *sa_dir, struct kube_config *out, char *err, 
 /* Frees every field (wiping key and token bytes first). Safe on a zeroed struct. */
 void kube_config_free(struct kube_config *c);
 
-/* Reads a whole file of at most max bytes into a malloc'd buffer with a NUL after the data
- * (shared with kube_credentials, which re-reads token files). Returns 0, or -1 with errno set
- * (EFBIG when the file is larger than max). */
-int kube_file_read(const char *path, size_t max, char **data, size_t *len);
 
 /* free() for buffers that held secrets (tokens, keys, Secret bodies): zeroed first. NULL is
  * fine. The _str form wipes up to the NUL. */

@@ -20,6 +20,7 @@
  */
 #include "blockdev.h"
 #include "cloud_config.h"
+#include "file_read.h"
 #include "image_digest.h"
 #include "log.h"
 
@@ -133,34 +134,6 @@ static void write_text(const char *path, const char *text, mode_t mode)
     char err[300];
     if (cloud_config_write_file("", path, (const unsigned char *)text, strlen(text), mode, err, sizeof err) < 0)
         log_error("%s", err);
-}
-
-/* Whole file, NUL-terminated; NULL with errno set (EFBIG past max). */
-static char *read_file(const char *path, size_t max, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    char *buf = malloc(max + 1);
-    size_t n = 0;
-    ssize_t r = 0;
-    while (buf && n <= max && (r = read(fd, buf + n, max + 1 - n)) != 0) {
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            break;
-        n += (size_t)r;
-    }
-    int saved = r < 0 ? errno : n > max ? EFBIG : buf ? 0 : ENOMEM;
-    close(fd);
-    if (saved) {
-        free(buf);
-        errno = saved;
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
 }
 
 /* ---- 1. mounts ---- */
@@ -326,7 +299,7 @@ static const char *pick_hostname(const struct cc_plan *plan, int have_cidata, ch
     if (plan->hostname[0])
         return plan->hostname;
     size_t len;
-    char *meta = have_cidata ? read_file(META_DATA, USER_DATA_MAX, &len) : NULL;
+    char *meta = have_cidata ? file_read_all(META_DATA, USER_DATA_MAX, &len) : NULL;
     int ok = meta && cloud_config_meta_hostname(meta, len, meta_name);
     free(meta);
     return ok ? meta_name : DEFAULT_HOSTNAME;
@@ -362,7 +335,7 @@ static enum cc_status parse_file(const char *path, struct cc_plan *plan, char **
 {
     char msg[512];
     cloud_config_plan_init(plan);
-    *text = read_file(path, USER_DATA_MAX, len);
+    *text = file_read_all(path, USER_DATA_MAX, len);
     if (!*text) {
         if (errno != ENOENT)
             log_error("%s: cannot read: %s", path, strerror(errno));
@@ -379,7 +352,7 @@ static enum cc_status parse_file(const char *path, struct cc_plan *plan, char **
 static void store_last_good(const char *text, size_t len)
 {
     size_t old_len;
-    char *old = read_file(LAST_GOOD, USER_DATA_MAX, &old_len);
+    char *old = file_read_all(LAST_GOOD, USER_DATA_MAX, &old_len);
     int same = old && old_len == len && memcmp(old, text, len) == 0;
     free(old);
     if (same)
@@ -452,7 +425,7 @@ int main(int argc, char **argv)
     console_stdio();
 
     size_t len;
-    char *cmdline = read_file("/proc/cmdline", 4096, &len);
+    char *cmdline = file_read_all("/proc/cmdline", 4096, &len);
     char wait_arg[16] = "", image[80] = "";
     int have_image = cmdline && cmdline_get(cmdline, "gatehouse.image", image, sizeof image);
     debug_shell = cmdline && cmdline_flag(cmdline, "gatehouse.debug_shell");
