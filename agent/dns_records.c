@@ -185,19 +185,15 @@ static void add_ingress(struct collector *c, const json_t *obj, const json_t *se
         add_annotation_hosts(c, annotated, ttl);
 }
 
-/* translate_served_ingresses as a set; its diagnostics were already given by translate. */
-static json_t *served_set(const json_t *objects, const struct translate_options *opt)
+/* The served list as a set, for lookups per Ingress. */
+static json_t *served_set(const json_t *served)
 {
-    struct translate_options quiet = *opt;
-    quiet.diag = NULL;
-    quiet.diag_ctx = NULL;
-    json_t *list = translate_served_ingresses(objects, &quiet);
     json_t *set = json_object();
     size_t i;
     json_t *key;
-    json_array_foreach(list, i, key)
-        json_object_set_new(set, json_string_value(key), json_true());
-    json_decref(list);
+    json_array_foreach(served, i, key)
+        if (json_is_string(key))
+            json_object_set_new(set, json_string_value(key), json_true());
     return set;
 }
 
@@ -206,11 +202,11 @@ static int compare_names(const void *a, const void *b)
     return strcmp(((const struct dns_host *)a)->name, ((const struct dns_host *)b)->name);
 }
 
-int dns_desired_from_objects(const json_t *objects, const struct translate_options *opt,
-                             struct dns_desired *out)
+int dns_desired_from_objects(const json_t *objects, const json_t *served_list,
+                             const struct translate_options *opt, struct dns_desired *out)
 {
     struct collector c = { .opt = opt, .names = json_object(), .ingress = "" };
-    json_t *served = served_set(objects, opt);
+    json_t *served = served_set(served_list);
     size_t i;
     const json_t *obj;
     *out = (struct dns_desired){ 0 };

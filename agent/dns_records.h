@@ -36,11 +36,11 @@ struct dns_desired {
     size_t count;
 };
 
-/* Fills *out (free with dns_desired_free). opt selects the served Ingresses exactly as for
- * translate_routes; its diag callback also receives this module's problems. Returns 0, or -1
- * when out of memory. */
-int dns_desired_from_objects(const json_t *objects, const struct translate_options *opt,
-                             struct dns_desired *out);
+/* Fills *out (free with dns_desired_free). served: the served Ingresses ("namespace/name"), as
+ * translate_routes reports them; opt's diag callback receives this module's problems. Returns
+ * 0, or -1 when out of memory. */
+int dns_desired_from_objects(const json_t *objects, const json_t *served,
+                             const struct translate_options *opt, struct dns_desired *out);
 
 void dns_desired_free(struct dns_desired *d);
 

@@ -173,14 +173,11 @@ static enum source_event kube_source_wait(struct source *src, int timeout_ms, ch
 }
 
 static void kube_source_rendered(struct source *src, const json_t *objects,
-                                 const struct translate_options *opt)
+                                 const json_t *served)
 {
     struct kube_source *ks = (struct kube_source *)src;
-    if (!ks->status || !objects)
-        return;
-    json_t *served = translate_served_ingresses(objects, opt);
-    kube_status_set_ingresses(ks->status, objects, served);
-    json_decref(served);
+    if (ks->status)
+        kube_status_set_ingresses(ks->status, objects, served);
 }
 
 static size_t kube_source_metrics(struct source *src, char *buf, size_t cap)

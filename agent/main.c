@@ -104,10 +104,12 @@ struct agent {
 };
 
 /* The names to publish, when DNS is configured (else none). */
-static struct dns_desired dns_collect(struct agent *a, const json_t *objects)
+static struct dns_desired dns_collect(struct agent *a, const json_t *objects,
+                                      const json_t *served)
 {
     struct dns_desired names = { 0 };
-    if (a->dns.config->count && dns_desired_from_objects(objects, &a->translate, &names) < 0)
+    if (a->dns.config->count
+        && dns_desired_from_objects(objects, served, &a->translate, &names) < 0)
         log_error("DNS: out of memory; the names are not updated");
     return names;
 }
@@ -169,12 +171,14 @@ static enum render_result render_once(struct agent *a, struct source *src)
         log_error("%s; keeping the previous routes", err);
         return RENDER_READ_FAILED;
     }
-    json_t *tls_files = NULL;
+    json_t *tls_files = NULL, *served = NULL;
     a->translate.now = (int64_t)time(NULL);   /* certificates are checked against it */
     a->metrics.tls_refused = 0;
     a->translate.tls_refused = &a->metrics.tls_refused;
+    a->translate.served = &served;
     json_t *routes = translate_routes(objects, &a->translate, &tls_files);
-    struct dns_desired names = dns_collect(a, objects);
+    a->translate.served = NULL;
+    struct dns_desired names = dns_collect(a, objects, served);
     diag_publish(&a->diags);
     enum routes_write_result result = routes_publish(a->state_dir, routes, tls_files, err,
                                                      sizeof err);
@@ -183,11 +187,13 @@ static enum render_result render_once(struct agent *a, struct source *src)
     if (result == ROUTES_FAILED) {
         log_error("cannot write routes: %s", err);
         dns_desired_free(&names);
+        json_decref(served);
         json_decref(objects);
         return RENDER_WRITE_FAILED;
     }
     if (src->rendered)
-        src->rendered(src, objects, &a->translate);
+        src->rendered(src, objects, served);
+    json_decref(served);
     json_decref(objects);
     if (result == ROUTES_UNCHANGED)
         log_debug("routes unchanged");

@@ -35,9 +35,9 @@ struct source {
                         char *err, size_t errlen);
     /* Blocks until the objects may have changed, a signal, or timeout_ms (-1: none) pass. */
     enum source_event (*wait)(struct source *src, int timeout_ms, char *err, size_t errlen);
-    /* After a render was written: the objects it came from (may be NULL). */
-    void (*rendered)(struct source *src, const json_t *objects,
-                     const struct translate_options *opt);
+    /* After a render was written: the objects it came from and the Ingresses it served
+     * ("namespace/name", sorted). */
+    void (*rendered)(struct source *src, const json_t *objects, const json_t *served);
     /* Prometheus text lines about the source (may be NULL); returns the length written. */
     size_t (*metrics)(struct source *src, char *buf, size_t cap);
     /* Before stopping: lets in-flight work finish briefly (may be NULL). */

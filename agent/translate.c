@@ -1430,6 +1430,23 @@ static json_t *take_tls_files(struct builder *b, int wanted)
 
 /* ---- the interface ---- */
 
+static int compare_ingress_keys(const void *pa, const void *pb)
+{
+    const struct ingress *a = pa, *b = pb;
+    return strcmp(a->key, b->key);
+}
+
+/* The served Ingresses' keys, sorted (reorders the index's list: call it last). */
+static json_t *served_keys(struct index *ix)
+{
+    if (ix->num_ingresses > 1)
+        qsort(ix->ingresses, ix->num_ingresses, sizeof ix->ingresses[0], compare_ingress_keys);
+    json_t *list = json_array();
+    for (size_t i = 0; i < ix->num_ingresses; i++)
+        json_array_append_new(list, json_string(ix->ingresses[i].key));
+    return list;
+}
+
 json_t *translate_routes(const json_t *objects, const struct translate_options *opt,
                          json_t **tls_files)
 {
@@ -1458,25 +1475,17 @@ json_t *translate_routes(const json_t *objects, const struct translate_options *
     json_decref(b.pems);
     json_decref(b.cert_owner);
     json_decref(b.tls_entries);
+    if (opt && opt->served)
+        *opt->served = served_keys(&ix);   /* one index serves status and DNS too */
     index_free(&ix);
     return doc;
-}
-
-static int compare_ingress_keys(const void *pa, const void *pb)
-{
-    const struct ingress *a = pa, *b = pb;
-    return strcmp(a->key, b->key);
 }
 
 json_t *translate_served_ingresses(const json_t *objects, const struct translate_options *opt)
 {
     struct index ix;
     index_build(&ix, objects, opt);
-    if (ix.num_ingresses > 1)
-        qsort(ix.ingresses, ix.num_ingresses, sizeof ix.ingresses[0], compare_ingress_keys);
-    json_t *list = json_array();
-    for (size_t i = 0; i < ix.num_ingresses; i++)
-        json_array_append_new(list, json_string(ix.ingresses[i].key));
+    json_t *list = served_keys(&ix);
     index_free(&ix);
     return list;
 }

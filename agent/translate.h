@@ -21,6 +21,8 @@ struct translate_options {
     void *diag_ctx;
     int64_t now;                     /* seconds since the epoch: expired certificates are refused */
     unsigned *tls_refused;           /* out, may be NULL: incremented per Secret refused */
+    json_t **served;                 /* out, may be NULL: set by translate_routes to a new array
+                                      * of the served Ingresses, as translate_served_ingresses */
 };
 
 /* objects: a json array of Kubernetes objects (any kinds; unknown kinds are ignored). Each must

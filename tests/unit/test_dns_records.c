@@ -69,8 +69,11 @@ static void add_tls(json_t *obj, const char *const *hosts)
 static struct dns_desired desired_of(json_t *objects, struct diags *d)
 {
     struct translate_options opt = { .controller = CONTROLLER, .diag = collect, .diag_ctx = d };
+    struct translate_options quiet = { .controller = CONTROLLER };
+    json_t *served = translate_served_ingresses(objects, &quiet);
     struct dns_desired out;
-    CHECK_INT(dns_desired_from_objects(objects, &opt, &out), 0);
+    CHECK_INT(dns_desired_from_objects(objects, served, &opt, &out), 0);
+    json_decref(served);
     return out;
 }
 

@@ -260,6 +260,14 @@ static const char *served(void)
     json_t *objects = end();
     reset_diags();
     json_t *list = translate_served_ingresses(objects, &options), *e;
+    /* translate_routes reports the same list through options.served */
+    json_t *from_routes = NULL;
+    struct translate_options quiet = options;
+    quiet.diag = NULL;
+    quiet.served = &from_routes;
+    json_decref(translate_routes(objects, &quiet, NULL));
+    CHECK(json_equal(list, from_routes));
+    json_decref(from_routes);
     size_t i;
     text[0] = '\0';
     json_array_foreach(list, i, e) {
