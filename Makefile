@@ -7,6 +7,7 @@
 #   make run        demo: the appliance image under qemu serving demo/manifests on 127.0.0.1:8080
 #   make run-host   the same demo without a VM (backends + agent + proxy on this machine)
 #   make image      kernel + initramfs + OCI layout (build/image, build/oci)
+#   make disk       a bootable raw disk (UEFI, A/B slots) from that image: build/disk/gatehouse.img
 # Third-party libraries are built from Debian source packages into build/deps (see tools/deps/).
 
 .DEFAULT_GOAL := all
@@ -28,8 +29,8 @@ ASAN_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer -fsanitize=address
 # are rebuilt when it changes.
 VERSION_STAMP := build/version.stamp
 $(shell mkdir -p build; [ "$$(cat $(VERSION_STAMP) 2>/dev/null)" = "$(VERSION)" ] || echo "$(VERSION)" > $(VERSION_STAMP))
-build/musl/proxy/main.o build/musl/agent/main.o build/musl/agent/kube_client.o: $(VERSION_STAMP)
-build/musl/proxy/main.o build/musl/agent/main.o build/musl/agent/kube_client.o: REL_CFLAGS += -DGATEHOUSE_VERSION='"$(VERSION)"'
+build/musl/proxy/main.o build/musl/agent/main.o build/musl/agent/kube_client.o build/musl/agent/upgrade.o: $(VERSION_STAMP)
+build/musl/proxy/main.o build/musl/agent/main.o build/musl/agent/kube_client.o build/musl/agent/upgrade.o: REL_CFLAGS += -DGATEHOUSE_VERSION='"$(VERSION)"'
 
 LIB_SRC   := $(wildcard lib/*.c)
 PROXY_SRC := $(wildcard proxy/*.c)
@@ -38,10 +39,11 @@ ROOTFS_SRC := $(wildcard rootfs/*.c)
 LIB_HDR   := $(wildcard lib/*.h)
 
 DEP_LIBS_PROXY := -lyaml -ljansson -lbearssl -lpthread
-DEP_LIBS_AGENT := -lcurl -lbearssl -lyaml -ljansson -lpthread
-DEP_STAMPS := $(DEPS)/.built-bearssl $(DEPS)/.built-libyaml $(DEPS)/.built-jansson $(DEPS)/.built-curl
+DEP_LIBS_AGENT := -lcurl -lbearssl -lyaml -ljansson -lz -lpthread
+DEP_STAMPS := $(DEPS)/.built-bearssl $(DEPS)/.built-libyaml $(DEPS)/.built-jansson $(DEPS)/.built-curl \
+              $(DEPS)/.built-zlib
 
-.PHONY: all deps test unit fuzz integration bench run run-host image clean distclean
+.PHONY: all deps test unit fuzz integration bench run run-host image disk clean distclean
 all: build/bin/gatehouse-proxy build/bin/gatehouse-agent build/bin/gatehouse-init
 
 # ---- third-party libraries (cached; rebuilt when their recipe changes) ----
@@ -92,7 +94,7 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 build/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(ASAN_LIB)
 	@mkdir -p $(dir $@)
-	$(HOST_CC) $(ASAN_CFLAGS) -Iproxy -Iagent -Irootfs -Itests/unit $< -o $@ $(ASAN_LIB) -lcurl -lyaml -ljansson -lbearssl -lpthread
+	$(HOST_CC) $(ASAN_CFLAGS) -Iproxy -Iagent -Irootfs -Itests/unit $< -o $@ $(ASAN_LIB) -lcurl -lyaml -ljansson -lbearssl -lz -lpthread
 
 unit: $(UNIT_BINS)
 	@./tools/install-deps test
@@ -158,6 +160,17 @@ image: all
 	@./tools/install-deps image
 	VERSION=$(VERSION) SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) \
 	  REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) tools/image/build
+
+# A raw disk for a machine or a VM (docs/upgrades.md): GPT with an EFI system partition
+# (systemd-boot, slots A and B, A holding this image), a cidata volume and GATEHOUSE_DATA.
+# DISK_USER_DATA=FILE puts a cloud-config on the cidata volume. No root, no loop devices.
+DISK_OUT ?= build/disk/gatehouse.img
+DISK_SIZE ?= 1024
+disk: image
+	@./tools/install-deps disk
+	@mkdir -p $(dir $(DISK_OUT))
+	$(PYTHON) tools/image/mkdisk --oci build/oci --out $(DISK_OUT) --size $(DISK_SIZE) \
+	  $(if $(DISK_USER_DATA),--user-data $(DISK_USER_DATA))
 
 clean:
 	rm -rf build/musl build/asan build/fuzz build/bin

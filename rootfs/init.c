@@ -5,8 +5,10 @@
  * prepares what the s6 tree expects and gets out of the way:
  *   1. mount /proc, /sys, /dev (devtmpfs), /run and /tmp (tmpfs); console on stdout/stderr
  *   2. load the modules listed in /lib/modules/load.order (finit_module, in file order)
- *   3. find the GATEHOUSE_DATA ext4 partition (-> /var/lib/gatehouse, else a tmpfs there) and
- *      the NoCloud cidata volume (iso9660/vfat -> /run/cidata, read-only)
+ *   3. find the GATEHOUSE_DATA ext4 partition (-> /var/lib/gatehouse, else a tmpfs there),
+ *      the NoCloud cidata volume (iso9660/vfat -> /run/cidata, read-only) and the EFI system
+ *      partition (vfat GH_ESP -> /boot/efi, read-write: the agent installs A/B slots there, see
+ *      agent/boot_slots.h; absent when the kernel was booted directly, which is fine)
  *   4. apply cloud-config (or the last good one, see cloud_config.h): hostname (or meta-data's
  *      local-hostname), files, and the network plan in /run/gatehouse/network.env for an s6
  *      oneshot to apply
@@ -47,6 +49,9 @@
 #define USER_DATA         CIDATA_DIR "/user-data"
 #define META_DATA         CIDATA_DIR "/meta-data"
 #define DATA_LABEL        "GATEHOUSE_DATA"      /* matched exactly */
+#define ESP_LABEL         "GH_ESP"              /* matched exactly; tools/image/mkdisk writes it */
+#define ESP_DIR           "/boot/efi"           /* BOOT_ESP_DEFAULT in agent/boot_slots.h */
+#define ESP_OPTIONS       "umask=0077,shortname=mixed,errors=remount-ro"
 #define DATA_DIR          "/var/lib/gatehouse"
 #define LAST_GOOD_DIR     DATA_DIR "/cloud-config"
 #define LAST_GOOD         LAST_GOOD_DIR "/last-good.yaml"
@@ -291,6 +296,23 @@ static int mount_cidata(const struct volume *cidata)
     return 1;
 }
 
+/* Read-write (the agent installs slots), but nothing on it ever runs from Linux; umask=0077
+ * because vfat has no owners. A failure is logged, not fatal: the node still serves, it only
+ * cannot install updates. */
+static void mount_esp(const struct volume *esp)
+{
+    if (!esp->found) {
+        log_info("no vfat partition labelled %s: not booted from a Gatehouse disk, no %s", ESP_LABEL, ESP_DIR);
+        return;
+    }
+    mkdirs(ESP_DIR, 0755);
+    if (mount(esp->dev, ESP_DIR, "vfat", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME, ESP_OPTIONS) < 0) {
+        log_error("%s (%s): cannot mount as vfat on %s: %s", esp->dev, ESP_LABEL, ESP_DIR, strerror(errno));
+        return;
+    }
+    log_info("%s (%s, EFI system partition) mounted on %s", esp->dev, ESP_LABEL, ESP_DIR);
+}
+
 /* ---- 4. cloud-config ---- */
 
 /* user-data's hostname, else the cidata meta-data's local-hostname, else the default. */
@@ -445,7 +467,12 @@ int main(int argc, char **argv)
         {.label = CIDATA_LABEL, .ignore_case = 1, .fs_mask = BLOCKDEV_FS_ISO9660 | BLOCKDEV_FS_VFAT},
     };
     find_volumes(vols, 2, wait_ms);
+    /* No wait of its own: the ESP sits on the boot disk, whose partitions appear together with
+     * GATEHOUSE_DATA's; a direct kernel boot has none and should not pay for looking. */
+    struct volume esp = {.label = ESP_LABEL, .ignore_case = 0, .fs_mask = BLOCKDEV_FS_VFAT};
+    find_volumes(&esp, 1, 0);
     int persistent = mount_data(&vols[0]);
+    mount_esp(&esp);
     write_text(STORAGE_FLAG, persistent ? "persistent\n" : "tmpfs\n", 0644);
     configure(mount_cidata(&vols[1]), persistent);
 

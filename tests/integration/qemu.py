@@ -10,6 +10,10 @@ The serial console is qemu's stdio (-nographic): the test writes to qemu's stdin
 debug shell (kernel command line gatehouse.debug_shell=1) and reads the console from a log file.
 Every failure message carries the tail of that log, since it is the only view into the guest.
 qemu runs in its own process group and is always killed by Vm.stop().
+
+The disk a machine really boots (tools/image/mkdisk: GPT, ESP with systemd-boot and slot A,
+cidata and GATEHOUSE_DATA partitions) is booted by UefiVm under OVMF; there a reboot goes
+through the firmware and the boot loader again in the same qemu process and serial log.
 """
 import json
 import os
@@ -26,11 +30,24 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OCI_DIR = os.environ.get("GATEHOUSE_OCI") or os.path.join(ROOT, "build", "oci")
 TAG_ANNOTATION = "org.opencontainers.image.ref.name"
 TOOLS = ("qemu-system-x86_64", "umoci", "xorriso", "mkfs.vfat", "mcopy", "mkfs.ext4")
+MKDISK = os.path.join(ROOT, "tools", "image", "mkdisk")
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+SYSTEMD_BOOT = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi"
+# files are checked by path, programs on PATH (Debian: qemu-system-x86 fdisk dosfstools mtools
+# e2fsprogs ovmf systemd-boot-efi)
+UEFI_TOOLS = ("qemu-system-x86_64", "sfdisk", "mkfs.vfat", "mcopy", "mmd", "mkfs.ext4",
+              OVMF_CODE, OVMF_VARS, SYSTEMD_BOOT)
 
 
 def missing_tools():
     return [t for t in TOOLS if not shutil.which(t) and
             not os.access(os.path.join("/usr/sbin", t), os.X_OK)]
+
+
+def uefi_missing():
+    return [t for t in UEFI_TOOLS if not (os.path.isfile(t) if t.startswith("/") else
+                                          shutil.which(t) or os.access(os.path.join("/usr/sbin", t), os.X_OK))]
 
 
 def _tool(name):
@@ -118,19 +135,27 @@ class Vm:
 
     def __init__(self, kernel, initrd, disks, log_path, append="console=ttyS0 gatehouse.debug_shell=1"):
         self.fwd = helpers.free_port()
-        self.log_path = log_path
-        self.ids = 0
         # panic=-1 + -no-reboot: a kernel panic (e.g. the init exiting) ends qemu at once, so the
         # test fails in seconds with the panic in the log instead of waiting for a deadline.
-        # +rdrand: without it the guest waits ~1 s for entropy before the init reads user-data.
-        self.argv = [_tool("qemu-system-x86_64"), "-accel", "tcg", "-m", "512", "-nographic",
-                     "-cpu", "qemu64,+rdrand", "-vga", "none", "-no-reboot", "-kernel", kernel, "-initrd", initrd,
-                     "-append", append + " panic=-1",
-                     "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:80" % self.fwd,
-                     "-device", "virtio-net-pci,netdev=n0,romfile="]
+        argv = self._machine("512") + ["-no-reboot", "-kernel", kernel, "-initrd", initrd,
+                                       "-append", append + " panic=-1"]
         for i, (path, readonly) in enumerate(disks):
-            self.argv += ["-drive", "file=%s,format=raw,if=virtio,index=%d%s"
-                          % (path, i, ",readonly=on" if readonly else "")]
+            argv += ["-drive", "file=%s,format=raw,if=virtio,index=%d%s"
+                     % (path, i, ",readonly=on" if readonly else "")]
+        self._start(argv, log_path)
+
+    def _machine(self, memory):
+        """What every boot shares: TCG, serial on stdio, user networking forwarding self.fwd.
+        +rdrand: without it the guest waits ~1 s for entropy before the init reads user-data."""
+        return [_tool("qemu-system-x86_64"), "-accel", "tcg", "-m", memory, "-nographic",
+                "-cpu", "qemu64,+rdrand", "-vga", "none",
+                "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:80" % self.fwd,
+                "-device", "virtio-net-pci,netdev=n0,romfile="]
+
+    def _start(self, argv, log_path):
+        self.argv = argv
+        self.log_path = log_path
+        self.ids = 0
         self._log = open(log_path, "wb")
         self.t0 = time.monotonic()
         self.p = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=self._log,
@@ -140,6 +165,10 @@ class Vm:
     def console(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace").replace("\r", "")
+
+    def shell_console(self):
+        """The console text the debug shell's answers are looked for in."""
+        return self.console()
 
     def tail(self, n=7000):
         text = self.console()
@@ -207,7 +236,7 @@ class Vm:
             if time.monotonic() >= next_try:
                 self.type(line)
                 next_try = time.monotonic() + 3 if retry else deadline + 1
-            m = pattern.search(self.console())
+            m = pattern.search(self.shell_console())
             if m:
                 return m.group(1)
             if not self.alive():
@@ -232,3 +261,66 @@ class Vm:
                     f.close()
                 except OSError:
                     pass
+
+
+# ---------------------------------------------------------------- the whole disk, under UEFI
+
+def image_digest(layout=OCI_DIR, tag=None):
+    """The manifest digest of layout's image tagged tag (default: image_ref's choice): what
+    mkdisk writes into the boot entry as gatehouse.image=."""
+    ref = "%s:%s" % (layout, tag) if tag else image_ref(layout)
+    want = ref.rsplit(":", 1)[1]
+    with open(os.path.join(layout, "index.json")) as f:
+        index = json.load(f)
+    for m in reversed(index.get("manifests", [])):
+        if m.get("annotations", {}).get(TAG_ANNOTATION) == want:
+            return m["digest"]
+    raise AssertionError("%s: no image tagged %s" % (layout, want))
+
+
+def make_disk(path, user_data=None, size_mb=1024, oci=OCI_DIR, tag=None,
+              kernel_options="console=ttyS0,115200 gatehouse.debug_shell=1"):
+    """A bootable disk (tools/image/mkdisk) in a sparse file; returns path."""
+    ref = "%s:%s" % (oci, tag) if tag else image_ref(oci)
+    argv = [MKDISK, "--oci", ref, "--out", path, "--size", str(size_mb),
+            "--kernel-options", kernel_options]
+    if user_data is not None:
+        with open(path + ".user-data", "w") as f:
+            f.write(user_data)
+        argv += ["--user-data", path + ".user-data"]
+    _run(argv, "making the disk with tools/image/mkdisk", timeout=300)
+    return path
+
+
+class UefiVm(Vm):
+    """The disk booted by OVMF and systemd-boot. No -no-reboot: a guest reboot comes back
+    through the firmware and the boot loader in this same qemu process and serial log, so
+    boots() counts the kernels started and the debug shell only reads the latest boot."""
+
+    BOOT_MARK = "Linux version"
+
+    def __init__(self, disk, log_path, memory="512"):
+        self.fwd = helpers.free_port()
+        # the firmware keeps its variables (boot order, systemd-boot's) in a per-VM copy
+        self.vars = log_path + ".OVMF_VARS.fd"
+        shutil.copyfile(OVMF_VARS, self.vars)
+        argv = self._machine(memory) + [
+            "-drive", "if=pflash,format=raw,readonly=on,file=%s" % OVMF_CODE,
+            "-drive", "if=pflash,format=raw,file=%s" % self.vars,
+            "-drive", "file=%s,format=raw,if=none,id=disk0" % disk,
+            "-device", "virtio-blk-pci,drive=disk0,bootindex=0"]
+        self._start(argv, log_path)
+
+    def boots(self):
+        return self.console().count(self.BOOT_MARK)
+
+    def wait_boot(self, n, timeout):
+        """Waits for the n-th kernel to start; returns seconds since qemu started."""
+        self.wait_for(lambda: self.boots() >= n, timeout, "boot number %d (%r on the console)"
+                      % (n, self.BOOT_MARK))
+        return time.monotonic() - self.t0
+
+    def shell_console(self):
+        text = self.console()
+        at = text.rfind(self.BOOT_MARK)
+        return text[at:] if at >= 0 else text
