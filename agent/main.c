@@ -26,6 +26,7 @@
 #include "routes_writer.h"
 #include "tls_files.h"
 #include "translate.h"
+#include "upgrade.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -293,7 +294,10 @@ static void usage(FILE *out)
         "                         (s6 readiness notification)\n"
         "  --verbose              log debug lines too\n"
         "  --help, --version\n"
-        "Flags override the config file. SIGHUP re-reads now; SIGTERM/SIGINT stop.\n");
+        "Flags override the config file. SIGHUP re-reads now; SIGTERM/SIGINT stop.\n"
+        "\n"
+        "       gatehouse-agent upgrade --image REF [--reboot] | --follow   (see upgrade --help)\n"
+        "       gatehouse-agent boot-check                                  (see boot-check --help)\n");
 }
 
 /* A descriptor number given by the supervisor, which must be open. */
@@ -556,6 +560,10 @@ static struct source *open_source(const struct cli *cli, const struct node_confi
 int main(int argc, char **argv)
 {
     log_init("gatehouse-agent", LOG_INFO);
+    if (argc > 1 && strcmp(argv[1], "upgrade") == 0)
+        return upgrade_command(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "boot-check") == 0)
+        return boot_check_command(argc - 1, argv + 1);
     struct cli cli = { .notify_fd = -1 };
     int status = parse_args(argc, argv, &cli);
     if (status >= 0)

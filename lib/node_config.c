@@ -83,9 +83,20 @@ static const struct field fields[] = {
     FIELD("ingress", "publishStatus", F_BOOL, ingress_publish_status),
     FIELD("ingress", "watchWithoutClass", F_BOOL, ingress_watch_without_class),
     FIELD("agent", "stateDir", F_STRING, agent_state_dir),
+    FIELD("upgrade", "image", F_STRING, upgrade_image),
+    FIELD("upgrade", "trustedKeys", F_STRING, upgrade_trusted_keys),
+    FIELD("upgrade", "plainHttp", F_BOOL, upgrade_plain_http),
+    FIELD("upgrade", "caFile", F_STRING, upgrade_ca_file),
+    FIELD("upgrade", "credentialsFile", F_STRING, upgrade_credentials_file),
+    FIELD("upgrade", "tries", F_COUNT, upgrade_tries),
+    FIELD("upgrade", "healthTimeout", F_DURATION, upgrade_health_timeout_ms),
+    FIELD("upgrade", "checkInterval", F_DURATION, upgrade_check_interval_ms),
+    FIELD("upgrade", "esp", F_STRING, upgrade_esp),
+    FIELD("upgrade", "reboot", F_BOOL, upgrade_reboot),
 };
 
-static const char *const sections[] = { "node", "proxy", "kubernetes", "ingress", "agent", NULL };
+static const char *const sections[] = { "node", "proxy", "kubernetes", "ingress", "agent", "upgrade",
+                                         NULL };
 static const char *const skipped_sections[] = { "dns", NULL };
 
 void node_config_defaults(struct node_config *cfg)
@@ -113,6 +124,12 @@ void node_config_defaults(struct node_config *cfg)
     cfg->kube_renew_deadline_ms = 10000;
     cfg->kube_retry_period_ms = 2000;
     snprintf(cfg->agent_state_dir, sizeof cfg->agent_state_dir, "/var/lib/gatehouse");
+    snprintf(cfg->upgrade_trusted_keys, sizeof cfg->upgrade_trusted_keys, "/etc/gatehouse/trusted-keys");
+    snprintf(cfg->upgrade_esp, sizeof cfg->upgrade_esp, "/boot/efi");
+    cfg->upgrade_tries = 3;
+    cfg->upgrade_health_timeout_ms = 180000;
+    cfg->upgrade_check_interval_ms = 300000;
+    cfg->upgrade_reboot = 1;
 }
 
 /* ---- value parsers: return NULL on success, else what was expected ---- */

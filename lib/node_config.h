@@ -55,6 +55,18 @@ struct node_config {
     int ingress_watch_without_class;        /* serve class-less Ingresses even without a default class */
     /* agent: */
     char agent_state_dir[4096];             /* default "/var/lib/gatehouse" */
+    /* upgrade: (gatehouse-agent upgrade / boot-check; docs/upgrades.md) */
+    char upgrade_image[512];                /* followed when set: REGISTRY/REPO[:TAG][@DIGEST] */
+    char upgrade_trusted_keys[4096];        /* a P-256 public key PEM file, or a folder of them
+                                             * (*.pem, *.pub); default /etc/gatehouse/trusted-keys */
+    int upgrade_plain_http;                 /* talk http:// to the registry (default 0) */
+    char upgrade_ca_file[4096];             /* CA bundle for the registry, "" = the system's */
+    char upgrade_credentials_file[4096];    /* "username:password" (mode 0600), "" = anonymous */
+    int upgrade_tries;                      /* boots a new image gets to become healthy, default 3 */
+    int upgrade_health_timeout_ms;          /* a trial boot not serving by then reboots, 180 s */
+    int upgrade_check_interval_ms;          /* how often upgrade.image is looked up, 5 min */
+    char upgrade_esp[4096];                 /* where the EFI system partition is mounted, /boot/efi */
+    int upgrade_reboot;                     /* reboot into an image once installed (default 1) */
 };
 
 /* Fills every field with its default. */

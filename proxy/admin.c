@@ -116,29 +116,36 @@ static void set_text_reply(struct admin_client *c, int status, const char *text,
     set_reply(c, status, "text/plain; charset=utf-8", text, strlen(text), send_body);
 }
 
-static char agent_metrics_path[4096];
+/* Files beside the routes file that /metrics appends, each limited to its own metric names:
+ * the agent's counters (STATE/metrics.prom) and the node's boot slot, written by
+ * `gatehouse-agent boot-check` (STATE/boot.prom). */
+static const struct { const char *name, *prefix; } state_metrics[] = {
+    { "metrics.prom", "gatehouse_agent_" },
+    { "boot.prom", "gatehouse_node_boot_" },
+};
+static char state_metrics_dir[4096];
 
-void admin_set_agent_metrics_file(const char *path)
+void admin_set_state_metrics_dir(const char *dir)
 {
-    snprintf(agent_metrics_path, sizeof agent_metrics_path, "%s", path);
+    snprintf(state_metrics_dir, sizeof state_metrics_dir, "%s", dir);
 }
 
-/* Keeps only what the agent writes: comment lines and gatehouse_agent_* samples. The file is
- * ours, but it is still read as data: anything else in it never reaches a scraper. */
-static int is_agent_metrics_line(const char *line, size_t len)
+/* Keeps only comment lines and samples whose names start with prefix. The files are ours, but
+ * they are still read as data: anything else in them never reaches a scraper. */
+static int is_allowed_metrics_line(const char *line, size_t len, const char *prefix)
 {
-    static const char prefix[] = "gatehouse_agent_";
+    size_t plen = strlen(prefix);
     if (len > 0 && line[0] == '#')
         return 1;
-    return len > sizeof prefix - 1 && memcmp(line, prefix, sizeof prefix - 1) == 0;
+    return len > plen && memcmp(line, prefix, plen) == 0;
 }
 
-/* Appends the agent's metrics file (at most 64 KiB of it) to text; text is freed on failure. */
-static char *append_agent_metrics(char *text, size_t *len)
+/* Appends one metrics file (at most 64 KiB of it) to text; text is freed on failure. */
+static char *append_metrics_file(char *text, size_t *len, const char *path, const char *prefix)
 {
-    if (!text || !agent_metrics_path[0])
+    if (!text)
         return text;
-    FILE *f = fopen(agent_metrics_path, "re");
+    FILE *f = fopen(path, "re");
     if (!f)
         return text;
     char *extra = malloc(65536);
@@ -153,7 +160,7 @@ static char *append_agent_metrics(char *text, size_t *len)
     for (size_t i = 0; i < got;) {
         const char *nl = memchr(extra + i, '\n', got - i);
         size_t line_len = nl ? (size_t)(nl - (extra + i)) : got - i;
-        if (nl && is_agent_metrics_line(extra + i, line_len)) {   /* whole lines only */
+        if (nl && is_allowed_metrics_line(extra + i, line_len, prefix)) {   /* whole lines only */
             memcpy(out + at, extra + i, line_len + 1);
             at += line_len + 1;
         }
@@ -163,6 +170,18 @@ static char *append_agent_metrics(char *text, size_t *len)
     *len = at;
     free(extra);
     return out;
+}
+
+static char *append_state_metrics(char *text, size_t *len)
+{
+    if (!state_metrics_dir[0])
+        return text;
+    for (size_t i = 0; i < sizeof state_metrics / sizeof state_metrics[0]; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", state_metrics_dir, state_metrics[i].name);
+        text = append_metrics_file(text, len, path, state_metrics[i].prefix);
+    }
+    return text;
 }
 
 static void route_request(struct admin_client *c, const char *path, int send_body)
@@ -176,7 +195,7 @@ static void route_request(struct admin_client *c, const char *path, int send_bod
             set_text_reply(c, 503, "not ready\n", send_body);
     } else if (strcmp(path, "/metrics") == 0) {
         size_t len = 0;
-        char *text = append_agent_metrics(metrics_render(&len), &len);
+        char *text = append_state_metrics(metrics_render(&len), &len);
         if (text)
             set_reply(c, 200, "text/plain; version=0.0.4; charset=utf-8", text, len, send_body);
         else

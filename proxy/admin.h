@@ -16,10 +16,10 @@ void admin_stop(void);
  * that would refuse it. */
 void admin_set_ready(int ready);
 
-/* A Prometheus text file (the agent's STATE/metrics.prom) whose gatehouse_agent_* lines /metrics
- * appends, so one scrape of the node covers both programs. Set once before admin_start. A
- * missing file adds nothing. */
-void admin_set_agent_metrics_file(const char *path);
+/* The folder of the routes file, where the agent writes metrics.prom (gatehouse_agent_* lines)
+ * and boot.prom (gatehouse_node_boot_* lines): /metrics appends both, so one scrape of the node
+ * covers every program. Set once before admin_start. A missing file adds nothing. */
+void admin_set_state_metrics_dir(const char *dir);
 void admin_set_serving(int serving);
 
 #endif

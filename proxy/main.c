@@ -353,16 +353,16 @@ static void start_or_exit(int rc, const char *err)
     }
 }
 
-/* The agent writes its metrics beside the routes file (STATE/metrics.prom): /metrics adds them. */
-static void set_agent_metrics_file(const char *routes_path)
+/* The agent writes its metrics files beside the routes file: /metrics adds them. */
+static void set_state_metrics_dir(const char *routes_path)
 {
-    char path[4200];
+    char dir[4200];
     const char *slash = strrchr(routes_path, '/');
     if (slash)
-        snprintf(path, sizeof path, "%.*s/metrics.prom", (int)(slash - routes_path), routes_path);
+        snprintf(dir, sizeof dir, "%.*s", slash == routes_path ? 1 : (int)(slash - routes_path), routes_path);
     else
-        snprintf(path, sizeof path, "metrics.prom");
-    admin_set_agent_metrics_file(path);
+        snprintf(dir, sizeof dir, ".");
+    admin_set_state_metrics_dir(dir);
 }
 
 int main(int argc, char **argv)
@@ -383,7 +383,7 @@ int main(int argc, char **argv)
     metrics_init(opt.workers);
     start_tls(cfg);
     reload_initial(cfg->proxy_routes);
-    set_agent_metrics_file(cfg->proxy_routes);
+    set_state_metrics_dir(cfg->proxy_routes);
     start_or_exit(admin_start(cfg->proxy_admin, err, sizeof err), err);
     start_or_exit(server_start(&opt, err, sizeof err), err);
     admin_set_serving(1);

@@ -134,6 +134,9 @@ def main():
     for opt in ("--version", "--revision", "--kernel", "--initrd", "--layout", "--archive"):
         ap.add_argument(opt, required=True)
     ap.add_argument("--rootfs")
+    # for tests of what `gatehouse-agent upgrade` refuses: another platform, another kind
+    ap.add_argument("--architecture", default="amd64")
+    ap.add_argument("--kind", default="appliance")
     args = ap.parse_args()
     mtime = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime))
@@ -146,9 +149,11 @@ def main():
         "org.opencontainers.image.version": args.version,
         "org.opencontainers.image.revision": args.revision,
         "org.opencontainers.image.created": created,
+        # what `gatehouse-agent upgrade` checks before installing an image into a boot slot
+        "dev.gatehouse.kind": args.kind,
     }
     config = {
-        "architecture": "amd64", "os": "linux", "created": created,
+        "architecture": args.architecture, "os": "linux", "created": created,
         "config": {"Labels": labels, "Entrypoint": ["/init"]},
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(raw).hexdigest()]},
         "history": [{"created": created, "created_by": "tools/image/build"}],
