@@ -24,6 +24,8 @@
  */
 #include "boot_slots.h"
 
+#include "file_io.h"
+
 #include "log.h"
 
 #include <dirent.h>
@@ -104,6 +106,18 @@ static int is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* The next space-separated token at *p (advancing *p past it); its length in *len, 0 at the end. */
+static const char *next_token(const char **p, size_t *len)
+{
+    while (is_space(**p))
+        (*p)++;
+    const char *start = *p;
+    while (**p && !is_space(**p))
+        (*p)++;
+    *len = (size_t)(*p - start);
+    return start;
+}
+
 /* The value of the last KEY=value token in a space-separated line, copied into out; 0 when
  * found (even if it did not fit: then out is ""), -1 when absent. Last wins, as for the
  * kernel's own parameters. */
@@ -113,12 +127,8 @@ static int find_token(const char *line, const char *key, char *out, size_t outle
     int found = -1;
     const char *p = line;
     while (*p) {
-        while (is_space(*p))
-            p++;
-        const char *start = p;
-        while (*p && !is_space(*p))
-            p++;
-        size_t len = (size_t)(p - start);
+        size_t len;
+        const char *start = next_token(&p, &len);
         if (len >= klen && strncmp(start, key, klen) == 0) {
             found = 0;
             size_t vlen = len - klen;
@@ -387,20 +397,6 @@ static int fsync_dir(const char *dir, char *err, size_t errlen)
     return 0;
 }
 
-static int write_all(int fd, const char *p, size_t len)
-{
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* fsync and close fd (the file at path); -1 with err naming path. Closes fd either way. */
 static int finish_file(int fd, const char *path, char *err, size_t errlen)
 {
@@ -448,7 +444,7 @@ static int copy_file(const char *src, const char *dst, char *err, size_t errlen)
         }
         if (n == 0)
             break;
-        if (write_all(out, buf, (size_t)n) < 0) {
+        if (file_write_all(out, buf, (size_t)n) < 0) {
             rc = set_err(err, errlen, "%s: %s", dst, strerror(errno));
             break;
         }
@@ -558,12 +554,8 @@ static int build_options(const char *base, char slot, const char *digest, char *
     out[0] = '\0';
     const char *p = base;
     while (*p) {
-        while (is_space(*p))
-            p++;
-        const char *start = p;
-        while (*p && !is_space(*p))
-            p++;
-        size_t len = (size_t)(p - start);
+        size_t len;
+        const char *start = next_token(&p, &len);
         int keep = len > 0;
         for (size_t i = 0; keep && i < sizeof drop / sizeof drop[0]; i++)
             if (strncmp(start, drop[i], strlen(drop[i])) == 0)
@@ -588,7 +580,7 @@ static int write_entry(const char *esp, const char *tmpname, const char *name, c
     int fd = create_file(tmp, err, errlen);
     if (fd < 0)
         return -1;
-    if (write_all(fd, text, strlen(text)) < 0) {
+    if (file_write_all(fd, text, strlen(text)) < 0) {
         set_err(err, errlen, "%s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);

@@ -682,6 +682,31 @@ static int make_url(const struct oci_registry *reg, const char *kind, const char
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
+/* GET url into memory (at most max bytes). Returns 0 with the body in *m and the response in
+ * *x; 1 when the registry answered 404; -1 otherwise, err saying why. */
+static int fetch_to_memory(struct oci_registry *reg, struct request *rq, size_t max,
+                           struct mem_sink *m, struct exchange *x, char *err, size_t errlen)
+{
+    memset(m, 0, sizeof *m);
+    m->max = max;
+    struct sink sink = { NULL, mem_data, m };
+    int rc = request(reg, rq, &sink, x, err, errlen);
+    if (rc < 0 && x->sink_failed)
+        set_err(err, errlen, "registry %s: %s: %s", reg->registry, rq->what, m->why);
+    if (rc == 0 && !is_2xx(x->resp.status)) {
+        char st[400];
+        describe_status(&x->resp, st, sizeof st);
+        set_err(err, errlen, "registry %s: %s %s (%s)", reg->registry, rq->what,
+                x->resp.status == 404 ? "not found" : "could not be fetched", st);
+        rc = x->resp.status == 404 ? 1 : -1;
+    }
+    if (rc != 0) {
+        free(m->buf);
+        m->buf = NULL;
+    }
+    return rc;
+}
+
 int oci_registry_get_manifest(struct oci_registry *reg, const char *reference,
                               struct oci_manifest_reply *out, char *err, size_t errlen)
 {
@@ -696,22 +721,12 @@ int oci_registry_get_manifest(struct oci_registry *reg, const char *reference,
     if (make_url(reg, "manifests", reference, url, sizeof url) < 0)
         return set_err(err, errlen, "registry %s: %s: URL too long", reg->registry, what);
 
-    struct mem_sink m = { .max = OCI_MANIFEST_MAX };
-    struct sink sink = { NULL, mem_data, &m };
+    struct mem_sink m;
     struct request rq = { .url = url, .what = what,
                           .accept = OCI_MT_INDEX ", " OCI_MT_MANIFEST ", " DOCKER_MT_LIST ", "
                                     DOCKER_MT_MANIFEST };
     struct exchange x;
-    int rc = request(reg, &rq, &sink, &x, err, errlen);
-    if (rc < 0 && x.sink_failed)
-        set_err(err, errlen, "registry %s: %s: %s", reg->registry, what, m.why);
-    if (rc == 0 && !is_2xx(x.resp.status)) {
-        char st[400];
-        describe_status(&x.resp, st, sizeof st);
-        set_err(err, errlen, "registry %s: %s %s (%s)", reg->registry, what,
-                x.resp.status == 404 ? "not found" : "could not be fetched", st);
-        rc = x.resp.status == 404 ? 1 : -1;
-    }
+    int rc = fetch_to_memory(reg, &rq, OCI_MANIFEST_MAX, &m, &x, err, errlen);
     if (rc == 0) {
         digest_of(m.buf ? m.buf : "", m.len, out->digest);
         if (by_digest && strcmp(out->digest, reference) != 0)
@@ -1000,19 +1015,10 @@ char *oci_registry_get_small_blob(struct oci_registry *reg, const char *digest, 
         set_err(err, errlen, "registry %s: blob URL too long", reg->registry);
         return NULL;
     }
-    struct mem_sink m = { .max = (size_t)size };
-    struct sink sink = { NULL, mem_data, &m };
+    struct mem_sink m;
     struct request rq = { .url = url, .what = what };
     struct exchange x;
-    int rc = request(reg, &rq, &sink, &x, err, errlen);
-    if (rc < 0 && x.sink_failed)
-        set_err(err, errlen, "registry %s: %s: %s", reg->registry, what, m.why);
-    if (rc == 0 && !is_2xx(x.resp.status)) {
-        char st[400];
-        describe_status(&x.resp, st, sizeof st);
-        rc = set_err(err, errlen, "registry %s: %s %s (%s)", reg->registry, what,
-                     x.resp.status == 404 ? "not found" : "could not be fetched", st);
-    }
+    int rc = fetch_to_memory(reg, &rq, (size_t)size, &m, &x, err, errlen) == 0 ? 0 : -1;
     char got[IMAGE_DIGEST_LEN + 1];
     if (rc == 0) {
         digest_of(m.buf ? m.buf : "", m.len, got);

@@ -177,9 +177,13 @@ def build_image(folder, version, kernel=None, initrd=None, replace_files=None,
              "mkcpio")
         joined = os.path.join(folder, "initrd")
         with open(joined, "wb") as out:
-            for part in (initrd, extra):
-                with open(part, "rb") as f:
-                    shutil.copyfileobj(f, out)
+            with open(initrd, "rb") as f:
+                shutil.copyfileobj(f, out)
+            # the kernel takes an uncompressed archive after a compressed one only at a
+            # 4-byte boundary (init/initramfs.c): pad with zeros, which it skips
+            out.write(b"\0" * (-out.tell() % 4))
+            with open(extra, "rb") as f:
+                shutil.copyfileobj(f, out)
         initrd = joined
     layout = os.path.join(folder, "oci")
     _run([PY, os.path.join(ROOT, "tools", "image", "mkoci.py"), "--version", version,

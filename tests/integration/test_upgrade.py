@@ -7,6 +7,7 @@ whole story under qemu (reboots, the boot loader's counting, fallback) is test_u
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -252,3 +253,35 @@ def test_boot_check_reports_a_fallback(tmp_path):
     assert "fell back: slot b (image %s" % bad in out, out
     prom = open(os.path.join(node.state, "boot.prom")).read()
     assert 'gatehouse_node_boot_fallback{failed_slot="b",failed_image="%s"} 1' % bad in prom, prom
+
+
+def test_follow_installs_what_the_config_names_once(world, node):
+    """upgrade --follow (the gatehouse-upgrade service) with upgrade.image: installs the image
+    once and then waits for the reboot (upgrade.reboot false here: this is not a node) instead
+    of installing it again at every look."""
+    digest = world.image("v2")
+    reg.sign(world.key, world.registry, "gatehouse:v2")
+    with open(node.config, "w") as f:
+        f.write("upgrade:\n  plainHttp: true\n  reboot: false\n  checkInterval: 300ms\n"
+                "  image: %s/gatehouse:v2\n" % world.registry.address())
+    argv = [_binary(AGENT), "upgrade", "--follow", "--config", node.config, "--esp", node.esp,
+            "--cmdline", node.cmdline, "--state-dir", node.state, "--trusted-keys", world.pub]
+    log = open(os.path.join(node.tmp, "follow.log"), "wb")
+    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        helpers.wait_until(lambda: "gatehouse-2-b+3.conf" in node.entries(), timeout=60,
+                           what="the follower to install v2")
+        entry = os.path.join(node.esp, "loader", "entries", "gatehouse-2-b+3.conf")
+        mtime = os.stat(entry).st_mtime_ns
+        helpers.wait_until(lambda: "installed in slot b and boots next" in
+                           open(log.name).read(), timeout=10, what="the follower to see it pending")
+        time.sleep(1.5)               # several more looks
+        assert node.entries() == ["gatehouse-1-a.conf", "gatehouse-2-b+3.conf"]
+        assert os.stat(entry).st_mtime_ns == mtime, "installed again"
+        assert p.poll() is None, open(log.name).read()
+        text = open(log.name).read()
+        assert text.count("upgrading") == 1 and digest in text, text
+    finally:
+        p.kill()
+        p.wait()
+        log.close()

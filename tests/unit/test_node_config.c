@@ -240,6 +240,34 @@ static void test_errors(void)
                  ":5: proxy.workers");
 }
 
+/* upgrade: the defaults a node upgrades with, and a config that changes them. */
+static void test_upgrade_section(void)
+{
+    struct node_config cfg;
+    char err[512];
+    CHECK_INT(load("node: {name: a}\n", &cfg, err, sizeof err), 0);
+    CHECK_STR(cfg.upgrade_image, "");
+    CHECK_STR(cfg.upgrade_trusted_keys, "/etc/gatehouse/trusted-keys");
+    CHECK_STR(cfg.upgrade_esp, "/boot/efi");
+    CHECK_INT(cfg.upgrade_tries, 3);
+    CHECK_INT(cfg.upgrade_health_timeout_ms, 180000);
+    CHECK_INT(cfg.upgrade_check_interval_ms, 300000);
+    CHECK_INT(cfg.upgrade_reboot, 1);
+    CHECK_INT(cfg.upgrade_plain_http, 0);
+    CHECK_INT(load("upgrade:\n  image: reg.example:5000/gatehouse:stable\n  tries: 2\n"
+                   "  healthTimeout: 30s\n  checkInterval: 1m\n  plainHttp: true\n"
+                   "  reboot: false\n  trustedKeys: /k.pem\n", &cfg, err, sizeof err), 0);
+    CHECK_STR(cfg.upgrade_image, "reg.example:5000/gatehouse:stable");
+    CHECK_INT(cfg.upgrade_tries, 2);
+    CHECK_INT(cfg.upgrade_health_timeout_ms, 30000);
+    CHECK_INT(cfg.upgrade_check_interval_ms, 60000);
+    CHECK_INT(cfg.upgrade_plain_http, 1);
+    CHECK_INT(cfg.upgrade_reboot, 0);
+    CHECK_STR(cfg.upgrade_trusted_keys, "/k.pem");
+    expect_error("upgrade:\n  tries: many\n", ":2: upgrade.tries: expected an integer");
+    expect_error("upgrade: {plainHttp: 1}\n", "upgrade.plainHttp: expected true or false");
+}
+
 int main(void)
 {
     int fd = mkstemp(path);
@@ -251,6 +279,7 @@ int main(void)
     test_durations();
     test_sizes();
     test_errors();
+    test_upgrade_section();
     unlink(path);
     return check_summary("test_node_config");
 }
