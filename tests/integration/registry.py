@@ -43,8 +43,13 @@ def _run(argv, what, timeout=120, env=None):
 
 
 class Registry:
-    def __init__(self, folder):
+    """tls: a helpers.Cert (chain + key) to serve HTTPS; cert_dir then holds its CA as ca.crt
+    for skopeo."""
+
+    def __init__(self, folder, tls=None, ca_path=None):
         self.folder = folder
+        self.tls = tls
+        self.cert_dir = None
         self.port = helpers.free_port()
         os.makedirs(os.path.join(folder, "storage"), exist_ok=True)
         config = os.path.join(folder, "registry.yml")
@@ -52,6 +57,12 @@ class Registry:
             f.write("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
                     "    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n"
                     "  addr: 127.0.0.1:%d\n" % (os.path.join(folder, "storage"), self.port))
+            if tls:
+                f.write("  tls:\n    certificate: %s\n    key: %s\n" % (tls.chain_path, tls.key_path))
+        if tls:
+            self.cert_dir = os.path.join(folder, "certs")
+            os.makedirs(self.cert_dir, exist_ok=True)
+            shutil.copy(ca_path, os.path.join(self.cert_dir, "ca.crt"))
         self.log = open(os.path.join(folder, "registry.log"), "wb")
         self.p = subprocess.Popen([REGISTRY_BIN, "serve", config], stdout=self.log,
                                   stderr=subprocess.STDOUT, start_new_session=True)
@@ -61,10 +72,19 @@ class Registry:
     def _answers(self):
         if self.p.poll() is not None:
             raise AssertionError("docker-registry exited: %s" % open(self.log.name).read())
+        if self.tls:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
         return helpers.request(self.port, "GET", "/v2/", host="127.0.0.1").status == 200
 
-    def address(self, guest=False):
-        return "%s:%d" % ("10.0.2.2" if guest else "127.0.0.1", self.port)
+    def address(self):
+        return "%s:%d" % ("localhost" if self.tls else "127.0.0.1", self.port)
+
+    def tls_args(self, dest=False):
+        """skopeo's flags for this registry: its CA, or no TLS at all."""
+        if self.tls:
+            return ["--dest-cert-dir" if dest else "--cert-dir", self.cert_dir]
+        return ["--dest-tls-verify=false" if dest else "--tls-verify=false"]
 
     def stop(self):
         if self.p.poll() is None:
@@ -212,9 +232,9 @@ def push(layout, registry, name):
     """skopeo copy oci:LAYOUT:TAG docker://127.0.0.1:PORT/NAME. Returns the pushed manifest's
     digest as the registry serves it."""
     dest = "docker://%s/%s" % (registry.address(), name)
-    _run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
-          "oci:%s:%s" % (layout, layout_tag(layout)), dest], "skopeo copy")
-    raw = _run(["skopeo", "inspect", "--raw", "--tls-verify=false", dest], "skopeo inspect")
+    _run(["skopeo", "copy", "--quiet"] + registry.tls_args(dest=True) +
+         ["oci:%s:%s" % (layout, layout_tag(layout)), dest], "skopeo copy")
+    raw = _run(["skopeo", "inspect", "--raw"] + registry.tls_args() + [dest], "skopeo inspect")
     return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -227,8 +247,9 @@ def keypair(folder, name="release"):
 
 def sign(key, registry, name):
     """tools/image/sign: a signature for what NAME (repo:tag) points at, pushed beside it."""
+    tls = ["--cert-dir", registry.cert_dir] if registry.tls else ["--plain-http"]
     return _run([PY, os.path.join(ROOT, "tools", "image", "sign"), "--key", key, "--image",
-                 "%s/%s" % (registry.address(), name), "--plain-http"], "tools/image/sign")
+                 "%s/%s" % (registry.address(), name)] + tls, "tools/image/sign")
 
 
 def file_digest(path):

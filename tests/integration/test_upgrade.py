@@ -285,3 +285,31 @@ def test_follow_installs_what_the_config_names_once(world, node):
         p.kill()
         p.wait()
         log.close()
+
+
+def test_registry_over_https_with_a_private_ca(world, tmp_path):
+    """The release agent's https path (libcurl over BearSSL): a registry whose certificate a
+    private CA signed is trusted through upgrade.caFile, and refused without it."""
+    pki = helpers.Pki(tmp_path / "pki")
+    registry = reg.Registry(str(tmp_path / "tls-registry"), tls=pki.leaf("localhost", key="p256"),
+                            ca_path=pki.root_path)
+    try:
+        layout, _ = reg.build_image(str(tmp_path / "img"), "test-tls")
+        digest = reg.push(layout, registry, "gatehouse:tls")
+        reg.sign(world.key, registry, "gatehouse:tls")
+        node = Node(tmp_path / "node")
+        image = "%s/gatehouse:tls" % registry.address()
+        with open(node.config, "w") as f:
+            f.write("upgrade: {}\n")
+        before = node.snapshot()
+        rc, out = node.upgrade(image, world.pub)
+        assert rc == 1 and "localhost" in out, out          # the system CAs do not know it
+        assert node.snapshot() == before
+        with open(node.config, "w") as f:
+            f.write("upgrade:\n  caFile: %s\n" % pki.root_path)
+        rc, out = node.upgrade(image, world.pub)
+        assert rc == 0, out
+        entry = open(os.path.join(node.esp, "loader", "entries", "gatehouse-2-b+3.conf")).read()
+        assert digest in entry, entry
+    finally:
+        registry.stop()
