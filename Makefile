@@ -118,6 +118,8 @@ build/fuzz/fuzz_watch_stream: FUZZ_LIBS := -lcurl -lyaml -ljansson -lbearssl -lp
 build/fuzz/fuzz_cloud_config: rootfs/cloud_config.c lib/log.c lib/yaml_json.c lib/base64.c $(LIB_HDR) \
     $(wildcard rootfs/*.h)
 build/fuzz/fuzz_cloud_config: FUZZ_LIBS := -lyaml -ljansson
+build/fuzz/fuzz_image_layer: agent/image_layer.c agent/file_io.c lib/log.c $(LIB_HDR) agent/image_layer.h
+build/fuzz/fuzz_image_layer: FUZZ_LIBS := -lz
 build/fuzz/%: tests/fuzz/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined -Iproxy -Iagent -Irootfs -Ilib $(filter %.c,$^) -o $@ $(FUZZ_LIBS)
