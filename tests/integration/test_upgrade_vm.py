@@ -14,7 +14,11 @@ One node, one qemu process, several boots, in file order:
   4. an unsigned image is refused and the ESP is left as it was;
   5. a pull cut off halfway (a forwarder drops the connection after 4 MiB of the layer) fails
      with the node still on v2 and its entries untouched; the retry resumes the download (a
-     Range request from the byte where it stopped), installs, and the node boots it and serves.
+     Range request from the byte where it stopped), installs, and the node boots it and serves;
+  6. the power is cut (qemu killed) in the middle of an install, right after the download, while
+     the image is taken apart and written to the ESP: the machine, started again from the same
+     disk, boots and serves (the image it ran, or the new one if the install had completed),
+     and the same upgrade run again completes.
 Skipped unless GATEHOUSE_IMAGE_TESTS=1 and the tools are here (make test installs them).
 """
 import os
@@ -68,6 +72,7 @@ class Fleet:
 
     def __init__(self, tmp):
         self.tmp = str(tmp)
+        self.starts = 1
         self.backend = Backend(BACKEND, host="127.0.0.1").start()
         self.registry = reg.Registry(os.path.join(self.tmp, "registry"))
         self.cut = reg.CutProxy(self.registry.port)
@@ -83,9 +88,15 @@ class Fleet:
             self.digests[name] = reg.push(layout, self.registry, "gatehouse:" + name)
             if signed:
                 reg.sign(self.key, self.registry, "gatehouse:" + name)
-        disk = qemu.make_disk(os.path.join(self.tmp, "disk.img"),
-                              user_data=user_data(self.backend.port, open(pub).read()))
-        self.vm = qemu.UefiVm(disk, os.path.join(self.tmp, "serial.log"))
+        self.disk = qemu.make_disk(os.path.join(self.tmp, "disk.img"),
+                                   user_data=user_data(self.backend.port, open(pub).read()))
+        self.vm = qemu.UefiVm(self.disk, os.path.join(self.tmp, "serial.log"))
+
+    def power_cycle(self):
+        """Pulls the plug (SIGKILL to qemu) and starts the machine again from the same disk."""
+        self.vm.stop()
+        self.starts += 1
+        self.vm = qemu.UefiVm(self.disk, os.path.join(self.tmp, "serial-%d.log" % self.starts))
 
     def ref(self, name, via_cut=False):
         port = self.cut.port if via_cut else self.registry.port
@@ -232,3 +243,29 @@ def test_5_cut_off_pull_then_retry(fleet, capsys):
     fleet.wait_blessed("gatehouse-4-a.conf")
     with capsys.disabled():
         print("[upgrade] cut-off pull: retry to v5 serving %.1f s" % (time.monotonic() - t0))
+
+
+def test_6_power_cut_during_an_install(fleet, capsys):
+    before = fleet.running()
+    assert before == ("a", fleet.digests["v5"])
+    fleet.shell("true")
+    fleet.vm.type("gatehouse-agent upgrade --image %s" % fleet.ref("v2"))
+    fleet.vm.wait_for(lambda: re.search(r"layer sha256:[0-9a-f]{64}: \d+ bytes",
+                                        fleet.vm.shell_console()),
+                      UPGRADE_TIMEOUT, "the download to finish")
+    time.sleep(1.0)        # into extracting the kernel and initrd and writing slot B
+    fleet.power_cycle()
+    fleet.vm.wait_boot(1, BOOT_TIMEOUT)
+    fleet.wait_served()
+    after = fleet.running()
+    entries = fleet.entries()
+    assert after in (before, ("b", fleet.digests["v2"])), fleet.vm.fail("booted %s" % (after,))
+    assert "gatehouse-4-a.conf" in entries, fleet.vm.fail("the running slot's entry: %s" % entries)
+    with capsys.disabled():
+        print("[upgrade] power cut mid-install: the node came back on %s (entries %s)"
+              % ("the image it ran" if after == before else "the new image", entries))
+    if after == before:
+        rc, out = fleet.upgrade("v2")
+        assert rc == 0 and "into slot b" in out, fleet.vm.fail("the upgrade after the power cut: %s" % out)
+        assert fleet.entries() == ["gatehouse-4-a.conf", "gatehouse-5-b+2.conf"], \
+            fleet.vm.fail("entries %s" % fleet.entries())
