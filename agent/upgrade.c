@@ -288,6 +288,23 @@ static int make_dir(const char *path, char *err, size_t errlen)
     return 0;
 }
 
+/* Downloads of other layers (a pull cut off and never retried, an image since replaced) would
+ * fill the data partition over time: only the one being fetched is kept. */
+static void remove_other_downloads(const char *dir, const char *keep)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "layer-", 6) == 0 && strncmp(de->d_name, keep, strlen(keep)) != 0) {
+            if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+                log_info("removed an old download, %s/%s", dir, de->d_name);
+        }
+    }
+    closedir(d);
+}
+
 /* Downloads the last layer (the appliance's boot files are in its top layer) into
  * STATE/upgrade/ and extracts vmlinuz and initrd beside it. */
 static int fetch_boot_files(struct upgrade_ctx *ctx, const struct image_facts *img,
@@ -310,6 +327,7 @@ static int fetch_boot_files(struct upgrade_ctx *ctx, const struct image_facts *i
     if (make_dir(dir, err, errlen) < 0)
         return -1;
     snprintf(blob, sizeof blob, "%s/layer-%s", dir, digest + 7);
+    remove_other_downloads(dir, strrchr(blob, '/') + 1);
     struct oci_blob_result got = { 0 };
     time_t t0 = time(NULL);
     if (oci_registry_get_blob(ctx->reg, digest, (uint64_t)size, blob, &got, err, errlen) < 0)
