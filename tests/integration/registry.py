@@ -2,6 +2,10 @@
 
 - Registry: Debian's docker-registry (the CNCF distribution registry) on a loopback port, its
   storage in the test's folder; the guest reaches it as 10.0.2.2:PORT.
+- TokenServer: the token service of a private registry (Docker token authentication, as
+  distribution's `auth: token:` expects): HTTP Basic credentials in, a JWT signed RS256 with a
+  key whose certificate the registry trusts (x5c header), granting the scopes asked for to the
+  one user it knows and nothing to anyone else.
 - CutProxy: a TCP forwarder in front of it that can drop the connection after N bytes of a
   response (a network cut in the middle of a pull), then lets later connections through.
 - Images: appliance images built the way `make image` builds them (tools/image/mkoci.py) from
@@ -10,7 +14,9 @@
   architecture or another kind. push() copies a layout into the registry with skopeo, sign() runs
   tools/image/sign, keypair() makes a P-256 key pair with openssl.
 """
+import base64
 import hashlib
+import http.server
 import json
 import os
 import shutil
@@ -46,9 +52,10 @@ class Registry:
     """tls: a helpers.Cert (chain + key) to serve HTTPS; cert_dir then holds its CA as ca.crt
     for skopeo."""
 
-    def __init__(self, folder, tls=None, ca_path=None):
+    def __init__(self, folder, tls=None, ca_path=None, token=None):
         self.folder = folder
         self.tls = tls
+        self.token = token
         self.cert_dir = None
         self.port = helpers.free_port()
         os.makedirs(os.path.join(folder, "storage"), exist_ok=True)
@@ -59,6 +66,10 @@ class Registry:
                     "  addr: 127.0.0.1:%d\n" % (os.path.join(folder, "storage"), self.port))
             if tls:
                 f.write("  tls:\n    certificate: %s\n    key: %s\n" % (tls.chain_path, tls.key_path))
+            if token:
+                f.write("auth:\n  token:\n    realm: http://127.0.0.1:%d/token\n    service: %s\n"
+                        "    issuer: %s\n    rootcertbundle: %s\n"
+                        % (token.port, TokenServer.SERVICE, TokenServer.ISSUER, token.cert))
         if tls:
             self.cert_dir = os.path.join(folder, "certs")
             os.makedirs(self.cert_dir, exist_ok=True)
@@ -75,16 +86,20 @@ class Registry:
         if self.tls:
             socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
             return True
-        return helpers.request(self.port, "GET", "/v2/", host="127.0.0.1").status == 200
+        return helpers.request(self.port, "GET", "/v2/", host="127.0.0.1").status in (200, 401)
 
     def address(self):
         return "%s:%d" % ("localhost" if self.tls else "127.0.0.1", self.port)
 
     def tls_args(self, dest=False):
-        """skopeo's flags for this registry: its CA, or no TLS at all."""
+        """skopeo's flags for this registry: its CA (or no TLS at all), its credentials."""
         if self.tls:
-            return ["--dest-cert-dir" if dest else "--cert-dir", self.cert_dir]
-        return ["--dest-tls-verify=false" if dest else "--tls-verify=false"]
+            args = ["--dest-cert-dir" if dest else "--cert-dir", self.cert_dir]
+        else:
+            args = ["--dest-tls-verify=false" if dest else "--tls-verify=false"]
+        if self.token:
+            args += ["--dest-creds" if dest else "--creds", self.token.creds()]
+        return args
 
     def stop(self):
         if self.p.poll() is None:
@@ -94,6 +109,88 @@ class Registry:
             except subprocess.TimeoutExpired:
                 self.p.kill()
         self.log.close()
+
+
+def _b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class TokenServer:
+    SERVICE = "gatehouse-test-registry"
+    ISSUER = "gatehouse-test-tokens"
+
+    def __init__(self, folder, user="fleet", password="s3cret-pull"):
+        self.folder, self.user, self.password = folder, user, password
+        self.key = os.path.join(folder, "token.key")
+        self.cert = os.path.join(folder, "token.crt")
+        _run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key,
+              "-out", self.cert, "-days", "2", "-subj", "/CN=gatehouse test token issuer"],
+             "openssl req")
+        pem = open(self.cert).read()
+        der_b64 = "".join(l for l in pem.splitlines() if not l.startswith("-----"))
+        self.x5c = [der_b64]
+        self.requests = []           # (authorized user or None, scopes asked)
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                server._answer(self)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def creds(self):
+        return "%s:%s" % (self.user, self.password)
+
+    def _authorized(self, header):
+        if not header or not header.startswith("Basic "):
+            return None
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return None
+        return user if (user, password) == (self.user, self.password) else False
+
+    def _answer(self, h):
+        from urllib.parse import parse_qs, urlparse
+        q = parse_qs(urlparse(h.path).query)
+        who = self._authorized(h.headers.get("Authorization"))
+        scopes = q.get("scope", [])
+        self.requests.append((who, scopes))
+        if who is False:
+            h.send_response(401)
+            h.send_header("Content-Type", "application/json")
+            h.end_headers()
+            h.wfile.write(b'{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}')
+            return
+        access = []
+        for scope in scopes if who else []:
+            kind, _, rest = scope.partition(":")
+            name, _, actions = rest.rpartition(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        claims = {"iss": self.ISSUER, "sub": who or "", "aud": q.get("service", [""])[0],
+                  "exp": now + 300, "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(),
+                  "access": access}
+        head = {"typ": "JWT", "alg": "RS256", "x5c": self.x5c}
+        signing_input = ("%s.%s" % (_b64url(json.dumps(head).encode()),
+                                    _b64url(json.dumps(claims).encode()))).encode()
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", self.key], input=signing_input,
+                             stdout=subprocess.PIPE, check=True).stdout
+        token = signing_input.decode() + "." + _b64url(sig)
+        body = json.dumps({"token": token, "access_token": token, "expires_in": 300}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def close(self):
+        self.httpd.shutdown()
 
 
 class CutProxy:
@@ -248,6 +345,8 @@ def keypair(folder, name="release"):
 def sign(key, registry, name):
     """tools/image/sign: a signature for what NAME (repo:tag) points at, pushed beside it."""
     tls = ["--cert-dir", registry.cert_dir] if registry.tls else ["--plain-http"]
+    if registry.token:
+        tls += ["--creds", registry.token.creds()]
     return _run([PY, os.path.join(ROOT, "tools", "image", "sign"), "--key", key, "--image",
                  "%s/%s" % (registry.address(), name)] + tls, "tools/image/sign")
 

@@ -313,3 +313,42 @@ def test_registry_over_https_with_a_private_ca(world, tmp_path):
         assert digest in entry, entry
     finally:
         registry.stop()
+
+
+def test_private_registry_with_token_auth(world, tmp_path):
+    """A registry that wants a bearer token from its token service (Docker token auth, as
+    distribution does it): upgrade.credentialsFile gets the token; without it, or with a wrong
+    password, the pull is refused with the registry's or token service's answer."""
+    tokens = reg.TokenServer(str(tmp_path))
+    registry = reg.Registry(str(tmp_path / "private-registry"), token=tokens)
+    try:
+        layout, _ = reg.build_image(str(tmp_path / "img"), "test-private")
+        digest = reg.push(layout, registry, "gatehouse:private")
+        reg.sign(world.key, registry, "gatehouse:private")
+        node = Node(tmp_path / "node")
+        image = "%s/gatehouse:private" % registry.address()
+        before = node.snapshot()
+        rc, out = node.upgrade(image, world.pub)
+        assert rc == 1 and "401" in out, out                  # anonymous: no access granted
+        creds = os.path.join(node.tmp, "registry-credentials")
+        with open(creds, "w") as f:
+            f.write("fleet:wrong\n")
+        os.chmod(creds, 0o600)
+        with open(node.config, "w") as f:
+            f.write("upgrade:\n  plainHttp: true\n  credentialsFile: %s\n" % creds)
+        rc, out = node.upgrade(image, world.pub)
+        assert rc == 1 and "wrong username or password" in out, out
+        assert "wrong" not in out.replace("wrong username", ""), "the password reached the log"
+        assert node.snapshot() == before
+        with open(creds, "w") as f:
+            f.write("fleet:s3cret-pull\n")
+        rc, out = node.upgrade(image, world.pub)
+        assert rc == 0, out
+        assert "s3cret" not in out
+        entry = open(os.path.join(node.esp, "loader", "entries", "gatehouse-2-b+3.conf")).read()
+        assert digest in entry
+        assert any(who == "fleet" and any("repository:gatehouse:pull" in s for s in scopes)
+                   for who, scopes in tokens.requests), tokens.requests
+    finally:
+        registry.stop()
+        tokens.close()
