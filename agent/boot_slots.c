@@ -386,17 +386,23 @@ int boot_is_trial(const struct boot_state *st)
 
 /* ---- writing files durably ---- */
 
-static int fsync_dir(const char *dir, char *err, size_t errlen)
+/* fsync of the file or folder at path; with whole_fs, syncfs of the file system it is on. */
+static int sync_path(const char *path, int whole_fs, char *err, size_t errlen)
 {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
-        return set_err(err, errlen, "%s: %s", dir, strerror(errno));
-    int rc = fsync(fd);
+        return set_err(err, errlen, "%s: %s", path, strerror(errno));
+    int rc = whole_fs ? syncfs(fd) : fsync(fd);
     int e = errno;
     close(fd);
     if (rc < 0)
-        return set_err(err, errlen, "%s: fsync: %s", dir, strerror(e));
+        return set_err(err, errlen, "%s: %s: %s", path, whole_fs ? "syncfs" : "fsync", strerror(e));
     return 0;
+}
+
+static int fsync_dir(const char *dir, char *err, size_t errlen)
+{
+    return sync_path(dir, 0, err, errlen);
 }
 
 /* fsync and close fd (the file at path); -1 with err naming path. Closes fd either way. */
@@ -467,18 +473,6 @@ static int make_dir(const char *path, char *err, size_t errlen)
     return set_err(err, errlen, "%s: %s", path, strerror(errno));
 }
 
-/* fsyncs the file at path (not a folder). */
-static int fsync_path(const char *path, char *err, size_t errlen)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return set_err(err, errlen, "%s: %s", path, strerror(errno));
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    return rc < 0 ? set_err(err, errlen, "%s: fsync: %s", path, strerror(e)) : 0;
-}
-
 /* Renames, then fsyncs the file under its new name: on vfat a rename writes the new directory
  * entry with size 0 and no first cluster, and the file's real size and cluster reach it only
  * when the inode is written back (fsync of the folder does not do that). Seen under qemu: a
@@ -488,20 +482,14 @@ static int rename_file(const char *from, const char *to, char *err, size_t errle
 {
     if (rename(from, to) < 0)
         return set_err(err, errlen, "%s: rename to %s: %s", from, to, strerror(errno));
-    return fsync_path(to, err, errlen);
+    return sync_path(to, 0, err, errlen);
 }
 
 /* Everything of the ESP's file system to the disk (FAT tables, directory entries), once an
  * install or a bless is done: FAT has no journal to replay. */
 static int sync_esp(const char *esp, char *err, size_t errlen)
 {
-    int fd = open(esp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return set_err(err, errlen, "%s: %s", esp, strerror(errno));
-    int rc = syncfs(fd);
-    int e = errno;
-    close(fd);
-    return rc < 0 ? set_err(err, errlen, "%s: syncfs: %s", esp, strerror(e)) : 0;
+    return sync_path(esp, 1, err, errlen);
 }
 
 /* ---- install ---- */
