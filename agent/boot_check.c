@@ -265,8 +265,10 @@ int boot_check_command(int argc, char **argv)
     node_config_defaults(&cfg);
     if (node_config_load(&cfg, cli.config ? cli.config : NODE_CONFIG_DEFAULT_PATH, !cli.config,
                          err, sizeof err) < 0) {
-        log_error("%s", err);
-        return EXIT_USAGE;
+        /* A trial boot must still be judged (and rebooted if it does not serve): a check that
+         * gave up here would leave the node on the new image for good. */
+        log_error("%s; judging this boot with the default settings", err);
+        node_config_defaults(&cfg);
     }
     if (cli.esp)
         snprintf(cfg.upgrade_esp, sizeof cfg.upgrade_esp, "%s", cli.esp);

@@ -279,7 +279,7 @@ def image_digest(layout=OCI_DIR, tag=None):
 
 
 def make_disk(path, user_data=None, size_mb=1024, oci=OCI_DIR, tag=None,
-              kernel_options="console=ttyS0,115200 gatehouse.debug_shell=1"):
+              kernel_options="console=ttyS0,115200 panic=10 gatehouse.debug_shell=1"):
     """A bootable disk (tools/image/mkdisk) in a sparse file; returns path."""
     ref = "%s:%s" % (oci, tag) if tag else image_ref(oci)
     argv = [MKDISK, "--oci", ref, "--out", path, "--size", str(size_mb),

@@ -242,6 +242,21 @@ def test_boot_check_does_not_bless_a_proxy_that_is_not_ready(tmp_path):
     assert "gatehouse_node_boot_trial 1" in open(os.path.join(node.state, "boot.prom")).read()
 
 
+def test_boot_check_judges_a_trial_boot_even_with_a_bad_config(tmp_path):
+    """A node config the new image cannot read must not leave the trial boot unjudged."""
+    node = Node(tmp_path, slot="b", entry="gatehouse-2-b+2-1.conf", image="sha256:" + "2" * 64)
+    with open(node.config, "w") as f:
+        f.write("proxy: {workers: many}\n")
+    argv = [_binary(AGENT), "boot-check", "--config", node.config, "--esp", node.esp,
+            "--cmdline", node.cmdline, "--state-dir", node.state, "--no-reboot", "--timeout", "1"]
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    out = p.stdout.decode()
+    assert p.returncode == 1, out
+    assert "proxy.workers" in out and "default settings" in out, out
+    assert "not healthy after 1 s" in out, out
+    assert node.entries() == ["gatehouse-2-b+2-1.conf"]
+
+
 def test_boot_check_reports_a_fallback(tmp_path):
     node = Node(tmp_path, slot="a", entry="gatehouse-1-a.conf")
     bad = "sha256:" + "3" * 64

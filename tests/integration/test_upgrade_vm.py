@@ -18,7 +18,10 @@ One node, one qemu process, several boots, in file order:
   6. the power is cut (qemu killed) in the middle of an install, once the disk shows slot B's
      old entry gone (read from the host with mtools), i.e. while slot B's files are written: the
      machine, started again from the same disk, boots slot A and serves, and the same upgrade
-     run again completes.
+     run again completes;
+  7. an image whose init dies at once (the kernel panics before anything runs: no boot-check to
+     reboot it): panic=10 on the command line reboots it, the tries run out, and the node is
+     back on the image it ran.
 Skipped unless GATEHOUSE_IMAGE_TESTS=1 and the tools are here (make test installs them).
 """
 import os
@@ -50,6 +53,10 @@ if qemu.uefi_missing() or reg.missing_tools():
 BROKEN_PROXY = ("#!/bin/sh\n# test image v3: the proxy never starts, so the node never becomes "
                 "ready\nexec 2>&1\necho 'gatehouse-proxy: broken test image, not starting'\n"
                 "exec sleep 100000\n")
+
+
+BROKEN_INIT = ("#!/bin/sh\n# test image v6: PID 1 dies at once, the kernel panics\n"
+               "echo 'broken test image: init exits'\nexit 1\n")
 
 
 def user_data(backend_port, trusted_pem):
@@ -84,7 +91,8 @@ class Fleet:
         for name, kw, signed in (("v2", {}, True),
                                  ("v3", {"replace_files": {"/etc/s6/services/gatehouse-proxy/run":
                                                            (BROKEN_PROXY, 0o755)}}, True),
-                                 ("v4", {}, False), ("v5", {}, True)):
+                                 ("v4", {}, False), ("v5", {}, True),
+                                 ("v6", {"replace_files": {"/init": (BROKEN_INIT, 0o755)}}, True)):
             layout, _ = reg.build_image(os.path.join(self.tmp, name), "test-" + name, **kw)
             self.digests[name] = reg.push(layout, self.registry, "gatehouse:" + name)
             if signed:
@@ -277,3 +285,22 @@ def test_6_power_cut_during_an_install(fleet, capsys):
     assert rc == 0 and "into slot b" in out, fleet.vm.fail("the upgrade after the power cut: %s" % out)
     assert fleet.entries() == ["gatehouse-4-a.conf", "gatehouse-5-b+2.conf"], \
         fleet.vm.fail("entries %s" % fleet.entries())
+
+
+def test_7_image_that_panics_falls_back(fleet, capsys):
+    before = fleet.running()
+    t0 = time.monotonic()
+    boots = fleet.vm.boots()
+    fleet.upgrade("v6", reboot=True)
+    fleet.vm.wait_boot(boots + 3, 3 * BOOT_TIMEOUT)      # two panicking tries, then slot A
+    fleet.wait_served()
+    back = time.monotonic() - t0
+    console = fleet.vm.console()
+    assert console.count("broken test image: init exits") == 2, fleet.vm.fail("v6 did not run twice")
+    assert "Kernel panic" in console, fleet.vm.fail("no kernel panic")
+    assert fleet.running() == before, fleet.vm.fail("not back on %s" % (before,))
+    prom = fleet.boot_metrics()
+    assert 'failed_image="%s"} 1' % fleet.digests["v6"] in prom, fleet.vm.fail(prom)
+    with capsys.disabled():
+        print("[upgrade] image whose init dies: back on slot %s and serving %.1f s after the "
+              "upgrade was typed" % (before[0], back))
