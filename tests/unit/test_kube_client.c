@@ -5,6 +5,7 @@
  * their own included - while the client walks its requests.
  */
 #include "check.h"
+#include "loopback_server.h"
 #include "kube_client.h"
 
 #include <arpa/inet.h>
@@ -199,45 +200,9 @@ static void *serve_connection(void *arg)
     return NULL;
 }
 
-static void *serve(void *arg)
-{
-    int lfd = (int)(intptr_t)arg;
-    for (;;) {
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        pthread_t t;
-        if (pthread_create(&t, NULL, serve_connection, (void *)(intptr_t)fd) == 0)
-            pthread_detach(t);
-        else
-            close(fd);
-    }
-    return NULL;
-}
-
-/* A listening socket on 127.0.0.1; its port. */
-static int listen_local(int *fd_out)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t alen = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 16) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &alen) < 0) {
-        perror("test server");
-        exit(2);
-    }
-    *fd_out = fd;
-    return ntohs(a.sin_port);
-}
-
 static int start_server(void)
 {
-    int fd, port = listen_local(&fd);
-    pthread_t t;
-    if (pthread_create(&t, NULL, serve, (void *)(intptr_t)fd) != 0)
-        exit(2);
-    pthread_detach(t);
-    return port;
+    return loopback_server_start(serve_connection);
 }
 
 /* ---- client side helpers ---- */
@@ -508,7 +473,7 @@ static void test_callbacks(const char *base)
 
 static void test_errors_and_fds(const char *base)
 {
-    int fd, port = listen_local(&fd);
+    int fd, port = loopback_listen(&fd);
     close(fd);                             /* nothing listens there now: connection refused */
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);

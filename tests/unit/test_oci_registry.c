@@ -7,6 +7,7 @@
  * and a redirect to "storage" on another port that must not receive the token.
  */
 #include "check.h"
+#include "loopback_server.h"
 #include "oci_registry.h"
 #include "temp_dir.h"
 
@@ -269,37 +270,9 @@ static void *serve_connection(void *arg)
     return NULL;
 }
 
-static void *serve(void *arg)
-{
-    int lfd = (int)(intptr_t)arg;
-    for (;;) {
-        int fd = accept(lfd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        pthread_t t;
-        if (pthread_create(&t, NULL, serve_connection, (void *)(intptr_t)fd) == 0)
-            pthread_detach(t);
-        else
-            close(fd);
-    }
-    return NULL;
-}
-
 static int start_server(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    socklen_t alen = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 16) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &alen) < 0) {
-        perror("test server");
-        exit(2);
-    }
-    pthread_t t;
-    if (pthread_create(&t, NULL, serve, (void *)(intptr_t)fd) != 0)
-        exit(2);
-    pthread_detach(t);
-    return ntohs(a.sin_port);
+    return loopback_server_start(serve_connection);
 }
 
 /* ---- helpers ---- */
