@@ -13,14 +13,13 @@
 #include "upgrade.h"
 
 #include "boot_slots.h"
-#include "file_read.h"
+#include "file_io.h"
 #include "log.h"
 #include "node_config.h"
 #include "node_reboot.h"
 
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,17 +117,15 @@ static int wait_healthy(const struct node_config *cfg, long timeout_ms, char *wh
 
 /* ---- reporting ---- */
 
+/* STATE/boot.prom, replaced atomically like the agent's metrics.prom (file_io). */
 static void write_boot_metrics(const char *state_dir, const struct boot_state *st)
 {
-    char text[4096], path[4200], tmp[4300];
+    char text[4096], err[512];
     if (boot_state_metrics(st, text, sizeof text) < 0)
         return;
-    snprintf(path, sizeof path, "%s/%s", state_dir, BOOT_METRICS_FILE);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    size_t n = strlen(text);
-    if (fd < 0 || write(fd, text, n) != (ssize_t)n || close(fd) < 0 || rename(tmp, path) < 0)
-        log_warn("%s: %s", path, strerror(errno));
+    if (file_replace(state_dir, BOOT_METRICS_FILE, text, strlen(text), 0644, (uid_t)-1,
+                     (gid_t)-1, err, sizeof err) < 0)
+        log_warn("%s", err);
 }
 
 static void report_boot(const struct boot_state *st)
@@ -149,14 +146,7 @@ static int read_state(const struct check_cli *cli, const struct node_config *cfg
                       struct boot_state *st)
 {
     char err[1024];
-    size_t len;
-    char *cmdline = file_read_all(cli->cmdline, 65536, &len);
-    if (!cmdline) {
-        log_error("%s: %s", cli->cmdline, strerror(errno));
-        return -1;
-    }
-    int rc = boot_state_read(cfg->upgrade_esp, cmdline, st, err, sizeof err);
-    free(cmdline);
+    int rc = boot_state_load(cfg->upgrade_esp, cli->cmdline, st, err, sizeof err);
     if (rc < 0)
         log_error("boot state: %s", err);
     return rc;

@@ -27,6 +27,7 @@
 #include "boot_slots.h"
 
 #include "file_io.h"
+#include "file_read.h"
 
 #include "log.h"
 
@@ -44,6 +45,7 @@
 #define DIR_BYTES     (sizeof ((struct boot_state *)0)->esp + 64)    /* ESP/loader/entries */
 #define PATH_BYTES    (DIR_BYTES + sizeof ((struct boot_entry *)0)->file + 2)
 #define COPY_CHUNK    (256 * 1024)
+#define CMDLINE_MAX   65536                 /* /proc/cmdline is at most a page or two */
 #define VERSION_MAX   64
 #define DIGITS_MAX    9
 
@@ -370,6 +372,18 @@ int boot_state_read(const char *esp_dir, const char *cmdline, struct boot_state 
     return 0;
 }
 
+int boot_state_load(const char *esp_dir, const char *cmdline_path, struct boot_state *st,
+                    char *err, size_t errlen)
+{
+    size_t len;
+    char *cmdline = file_read_all(cmdline_path, CMDLINE_MAX, &len);
+    if (!cmdline)
+        return set_err(err, errlen, "%s: %s", cmdline_path, strerror(errno));
+    int rc = boot_state_read(esp_dir, cmdline, st, err, errlen);
+    free(cmdline);
+    return rc;
+}
+
 char boot_inactive_slot(const struct boot_state *st)
 {
     if (st->active_slot == 'a')
@@ -398,11 +412,6 @@ static int sync_path(const char *path, int whole_fs, char *err, size_t errlen)
     if (rc < 0)
         return set_err(err, errlen, "%s: %s: %s", path, whole_fs ? "syncfs" : "fsync", strerror(e));
     return 0;
-}
-
-static int fsync_dir(const char *dir, char *err, size_t errlen)
-{
-    return sync_path(dir, 0, err, errlen);
 }
 
 /* fsync and close fd (the file at path); -1 with err naming path. Closes fd either way. */
@@ -522,7 +531,7 @@ static int remove_slot_entries(const char *esp, char slot, char *err, size_t err
             rc = set_err(err, errlen, "%s: %s", path, strerror(errno));
     }
     closedir(d);
-    return rc < 0 ? -1 : fsync_dir(dir, err, errlen);
+    return rc < 0 ? -1 : file_sync_dir(dir, err, errlen);
 }
 
 /* Copies kernel and initrd to SLOTDIR/{vmlinuz,initrd}.new, then renames both into place and
@@ -539,7 +548,7 @@ static int install_files(const char *esp, char slot, const struct boot_install *
     snprintf(kfin, sizeof kfin, "%s/vmlinuz", dir);
     snprintf(ifin, sizeof ifin, "%s/initrd", dir);
     if (make_dir(top, err, errlen) < 0 || make_dir(dir, err, errlen) < 0 ||
-        fsync_dir(top, err, errlen) < 0 || fsync_dir(esp, err, errlen) < 0)
+        file_sync_dir(top, err, errlen) < 0 || file_sync_dir(esp, err, errlen) < 0)
         return -1;
     if (copy_file(in->kernel_path, knew, err, errlen) < 0 ||
         copy_file(in->initrd_path, inew, err, errlen) < 0 ||
@@ -549,7 +558,7 @@ static int install_files(const char *esp, char slot, const struct boot_install *
         unlink(inew);
         return -1;
     }
-    return fsync_dir(dir, err, errlen);
+    return file_sync_dir(dir, err, errlen);
 }
 
 static void sanitise_version(const char *in, char *out)
@@ -610,7 +619,7 @@ static int write_entry(const char *esp, const char *tmpname, const char *name, c
         unlink(tmp);
         return -1;
     }
-    return fsync_dir(dir, err, errlen);
+    return file_sync_dir(dir, err, errlen);
 }
 
 static int check_install(const struct boot_state *st, const struct boot_install *in,
@@ -697,7 +706,7 @@ int boot_bless(const struct boot_state *st, char *err, size_t errlen)
     snprintf(dir, sizeof dir, "%s/" ENTRIES_DIR, st->esp);
     snprintf(from, sizeof from, "%s/%s", dir, e->file);
     snprintf(to, sizeof to, "%s/%s.conf", dir, e->id);
-    if (rename_file(from, to, err, errlen) < 0 || fsync_dir(dir, err, errlen) < 0)
+    if (rename_file(from, to, err, errlen) < 0 || file_sync_dir(dir, err, errlen) < 0)
         return -1;
     return sync_esp(st->esp, err, errlen);
 }

@@ -63,6 +63,11 @@ struct boot_state {
 int boot_state_read(const char *esp_dir, const char *cmdline, struct boot_state *st,
                     char *err, size_t errlen);
 
+/* boot_state_read with the command line read from cmdline_path (/proc/cmdline on a node).
+ * Returns 0, or -1 with err naming the file that could not be read or the entry at fault. */
+int boot_state_load(const char *esp_dir, const char *cmdline_path, struct boot_state *st,
+                    char *err, size_t errlen);
+
 /* The slot an install writes: the one that is not active. 0 when there is no active slot
  * (not booted from a Gatehouse disk: installs are refused). */
 char boot_inactive_slot(const struct boot_state *st);

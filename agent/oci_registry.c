@@ -18,6 +18,7 @@
  */
 #include "oci_registry.h"
 
+#include "file_io.h"
 #include "log.h"
 
 #include <bearssl.h>
@@ -809,15 +810,9 @@ static int blob_data(void *ctx, const char *p, size_t n)
         return -1;
     }
     br_sha256_update(&b->sha, p, n);
-    for (size_t done = 0; done < n; ) {
-        ssize_t w = write(b->fd, p + done, n - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            snprintf(b->why, sizeof b->why, "writing %s: %s", b->partial, strerror(errno));
-            return -1;   /* the hash is ahead of the file now: the caller drops the file */
-        }
-        done += (size_t)w;
+    if (file_write_all(b->fd, p, n) < 0) {
+        snprintf(b->why, sizeof b->why, "writing %s: %s", b->partial, strerror(errno));
+        return -1;   /* the hash is ahead of the file now: the caller drops the file */
     }
     b->have += n;
     b->result->fetched += n;

@@ -138,18 +138,6 @@ static int load_credentials(const char *path, struct upgrade_ctx *ctx, char *err
     return rc;
 }
 
-static int read_boot_state(const struct node_config *cfg, const char *cmdline_path,
-                           struct boot_state *st, char *err, size_t errlen)
-{
-    size_t len;
-    char *cmdline = file_read_all(cmdline_path, 65536, &len);
-    if (!cmdline)
-        return set_err(err, errlen, "%s: %s", cmdline_path, strerror(errno));
-    int rc = boot_state_read(cfg->upgrade_esp, cmdline, st, err, errlen);
-    free(cmdline);
-    return rc;
-}
-
 /* ---- the image: manifest, signature, config ---- */
 
 static const char *jstr(const json_t *obj, const char *key)
@@ -412,7 +400,7 @@ static int upgrade_once(struct upgrade_ctx *ctx, const char *image, const char *
     struct image_facts img = { 0 };
     char entry[256];
     int rc = -1;
-    if (read_boot_state(&ctx->cfg, cmdline, &st, err, sizeof err) < 0 ||
+    if (boot_state_load(ctx->cfg.upgrade_esp, cmdline, &st, err, sizeof err) < 0 ||
         check_installable(&st, err, sizeof err) < 0 ||
         load_trust(ctx->cfg.upgrade_trusted_keys, &trust, err, sizeof err) < 0 ||
         open_registry(ctx, image, err, sizeof err) < 0 ||
@@ -481,7 +469,7 @@ static void follow_step(struct upgrade_ctx *ctx, const char *cmdline, char last_
     char err[1024], digest[IMAGE_DIGEST_LEN + 1], note[2048];
     static struct boot_state st;
     const char *image = ctx->cfg.upgrade_image;
-    if (read_boot_state(&ctx->cfg, cmdline, &st, err, sizeof err) < 0 ||
+    if (boot_state_load(ctx->cfg.upgrade_esp, cmdline, &st, err, sizeof err) < 0 ||
         check_installable(&st, err, sizeof err) < 0 ||
         lookup_digest(ctx, image, digest, err, sizeof err) < 0) {
         snprintf(note, sizeof note, "%s", err);
