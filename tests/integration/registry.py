@@ -26,6 +26,7 @@ import threading
 import time
 
 import helpers
+import qemu
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 IMAGE_DIR = os.path.join(ROOT, "build", "image")
@@ -277,7 +278,7 @@ def build_image(folder, version, kernel=None, initrd=None, replace_files=None,
                 architecture="amd64", kind="appliance"):
     """An OCI layout in folder (tag = version) holding build/image's kernel and initrd, the
     initrd extended with replace_files {path: (content, mode)} when given. Returns
-    (layout, manifest digest)."""
+    ("LAYOUT:TAG", manifest digest)."""
     os.makedirs(folder, exist_ok=True)
     kernel = kernel or os.path.join(IMAGE_DIR, "vmlinuz")
     initrd = initrd or os.path.join(IMAGE_DIR, "initrd")
@@ -307,30 +308,15 @@ def build_image(folder, version, kernel=None, initrd=None, replace_files=None,
           "--revision", "test", "--kernel", kernel, "--initrd", initrd, "--layout", layout,
           "--archive", os.path.join(folder, "image.oci.tar"), "--architecture", architecture,
           "--kind", kind], "mkoci", env=dict(os.environ, SOURCE_DATE_EPOCH="1700000000"))
-    return layout, layout_digest(layout)
+    return "%s:%s" % (layout, version), qemu.image_digest(layout, tag=version)
 
 
-def layout_digest(layout, tag=None):
-    with open(os.path.join(layout, "index.json")) as f:
-        index = json.load(f)
-    for m in index["manifests"]:
-        if tag is None or m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag:
-            return m["digest"]
-    raise AssertionError("no tag %s in %s" % (tag, layout))
-
-
-def layout_tag(layout):
-    with open(os.path.join(layout, "index.json")) as f:
-        index = json.load(f)
-    return index["manifests"][-1]["annotations"]["org.opencontainers.image.ref.name"]
-
-
-def push(layout, registry, name):
+def push(layout_ref, registry, name):
     """skopeo copy oci:LAYOUT:TAG docker://127.0.0.1:PORT/NAME. Returns the pushed manifest's
     digest as the registry serves it."""
     dest = "docker://%s/%s" % (registry.address(), name)
     _run(["skopeo", "copy", "--quiet"] + registry.tls_args(dest=True) +
-         ["oci:%s:%s" % (layout, layout_tag(layout)), dest], "skopeo copy")
+         ["oci:" + layout_ref, dest], "skopeo copy")
     raw = _run(["skopeo", "inspect", "--raw"] + registry.tls_args() + [dest], "skopeo inspect")
     return "sha256:" + hashlib.sha256(raw.encode()).hexdigest()
 

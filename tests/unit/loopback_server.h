@@ -1,7 +1,8 @@
 /*
  * loopback_server.h - a TCP server on 127.0.0.1 for the unit tests of HTTP clients (the API
  * client, the registry client): one thread accepts, one thread per connection runs the test's
- * serve_connection(fd), which closes fd when done. Failing to listen aborts the test program:
+ * serve_connection(fd), which closes fd when done; loopback_header_value reads a request's
+ * headers. Failing to listen aborts the test program:
  * without its server a client test cannot say anything.
  */
 #ifndef GATEHOUSE_LOOPBACK_SERVER_H
@@ -13,11 +14,13 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 /* A listening socket on an ephemeral port of 127.0.0.1 in *fd_out; returns the port. */
-static int loopback_listen(int *fd_out)
+static inline int loopback_listen(int *fd_out)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -36,7 +39,7 @@ struct loopback_server {
     void *(*serve_connection)(void *);   /* gets the connection's fd as (void *)(intptr_t) */
 };
 
-static void *loopback_accept_loop(void *arg)
+static inline void *loopback_accept_loop(void *arg)
 {
     struct loopback_server *s = arg;
     for (;;) {
@@ -53,7 +56,7 @@ static void *loopback_accept_loop(void *arg)
 }
 
 /* Starts a server whose connections serve_connection handles; returns its port. */
-static int loopback_server_start(void *(*serve_connection)(void *))
+static inline int loopback_server_start(void *(*serve_connection)(void *))
 {
     struct loopback_server *s = malloc(sizeof *s);   /* lives as long as the test program */
     if (!s)
@@ -65,6 +68,26 @@ static int loopback_server_start(void *(*serve_connection)(void *))
         exit(2);
     pthread_detach(t);
     return port;
+}
+
+/* The value of header name (any case) in a request head whose lines end in CRLF, the request
+ * line first; "" when absent. */
+static inline void loopback_header_value(const char *headers, const char *name, char *out,
+                                         size_t outlen)
+{
+    out[0] = '\0';
+    for (const char *p = headers; (p = strstr(p, "\r\n")); ) {
+        p += 2;
+        size_t n = strlen(name);
+        if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
+            p += n + 1;
+            while (*p == ' ')
+                p++;
+            size_t len = strcspn(p, "\r\n");
+            snprintf(out, outlen, "%.*s", (int)(len < outlen ? len : outlen - 1), p);
+            return;
+        }
+    }
 }
 
 #endif

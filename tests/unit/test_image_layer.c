@@ -6,6 +6,7 @@
 #include "image_layer.h"
 
 #include "check.h"
+#include "shell_fixture.h"
 #include "temp_dir.h"
 
 #include <stdarg.h>
@@ -15,7 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char dir[64];
 
 /* mk.py OUT MODE: writes layer OUT; also the expected contents as want.vmlinuz/want.initrd. */
 static const char MK_PY[] =
@@ -69,29 +69,9 @@ static const char MK_PY[] =
     "else:\n"
     "    open(out, 'wb').write(gzip.compress(raw, mtime=0))\n";
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
-static const char *path_of(const char *name)
-{
-    static char paths[8][160];
-    static int next;
-    char *p = paths[next++ % 8];
-    snprintf(p, 160, "%s/%s", dir, name);
-    return p;
-}
-
 static int make_layer(const char *file, const char *mode)
 {
-    return sh("cd %s && python3 mk.py %s %s", dir, file, mode);
+    return sh_status("cd %s && python3 mk.py %s %s", dir, file, mode);
 }
 
 static int exists(const char *path)
@@ -102,15 +82,15 @@ static int exists(const char *path)
 
 static int same_file(const char *a, const char *b)
 {
-    return sh("cmp -s %s %s", a, b) == 0;
+    return sh_status("cmp -s %s %s", a, b) == 0;
 }
 
 static void reset_outputs(struct image_layer_out *out)
 {
-    unlink(path_of("vmlinuz"));
-    unlink(path_of("initrd"));
-    out->kernel_path = path_of("vmlinuz");
-    out->initrd_path = path_of("initrd");
+    unlink(fixture_path("vmlinuz"));
+    unlink(fixture_path("initrd"));
+    out->kernel_path = fixture_path("vmlinuz");
+    out->initrd_path = fixture_path("initrd");
     out->kernel_size = out->initrd_size = 0;
 }
 
@@ -121,15 +101,15 @@ static void expect_good(const char *file, int gzip)
     char err[512] = "";
     struct stat st;
     reset_outputs(&out);
-    int rc = image_layer_extract_boot(path_of(file), gzip, &out, err, sizeof err);
+    int rc = image_layer_extract_boot(fixture_path(file), gzip, &out, err, sizeof err);
     CHECK_INT(rc, 0);
     if (rc != 0)
         fprintf(stderr, "  %s: %s\n", file, err);
     CHECK_INT(out.kernel_size, 200123);
     CHECK_INT(out.initrd_size, 70001);
-    CHECK(same_file(path_of("vmlinuz"), path_of("want.vmlinuz")));
-    CHECK(same_file(path_of("initrd"), path_of("want.initrd")));
-    CHECK(stat(path_of("vmlinuz"), &st) == 0 && (st.st_mode & 07777) == 0644);
+    CHECK(same_file(fixture_path("vmlinuz"), fixture_path("want.vmlinuz")));
+    CHECK(same_file(fixture_path("initrd"), fixture_path("want.initrd")));
+    CHECK(stat(fixture_path("vmlinuz"), &st) == 0 && (st.st_mode & 07777) == 0644);
 }
 
 /* Extracts file and expects failure with err containing want, and no output left. */
@@ -138,12 +118,12 @@ static void expect_error(const char *file, int gzip, const char *want)
     struct image_layer_out out;
     char err[512] = "";
     reset_outputs(&out);
-    CHECK_INT(image_layer_extract_boot(path_of(file), gzip, &out, err, sizeof err), -1);
+    CHECK_INT(image_layer_extract_boot(fixture_path(file), gzip, &out, err, sizeof err), -1);
     if (!strstr(err, want))
         fprintf(stderr, "  %s: error \"%s\" lacks \"%s\"\n", file, err, want);
     CHECK(strstr(err, want) != NULL);
-    CHECK(!exists(path_of("vmlinuz")));
-    CHECK(!exists(path_of("initrd")));
+    CHECK(!exists(fixture_path("vmlinuz")));
+    CHECK(!exists(fixture_path("initrd")));
 }
 
 static void test_good_layers(void)
@@ -163,11 +143,11 @@ static void test_good_layers(void)
     expect_good("b256.tar", 0);
 
     /* GNU tar itself: ./ names, GNU long-name headers before the boot files. */
-    CHECK_INT(sh("cd %s && mkdir -p t/boot t/%0150d && cp want.vmlinuz t/boot/vmlinuz && "
+    CHECK_INT(sh_status("cd %s && mkdir -p t/boot t/%0150d && cp want.vmlinuz t/boot/vmlinuz && "
                  "cp want.initrd t/boot/initrd && echo hi > t/%0150d/%0120d && "
                  "tar -C t --format=gnu --sort=name -czf gnutar.tar.gz .", dir, 0, 0, 0), 0);
     expect_good("gnutar.tar.gz", 1);
-    CHECK_INT(sh("cd %s && tar -C t --format=posix -cf posixtar.tar .", dir), 0);
+    CHECK_INT(sh_status("cd %s && tar -C t --format=posix -cf posixtar.tar .", dir), 0);
     expect_good("posixtar.tar", 0);
 }
 
@@ -183,22 +163,22 @@ static void test_refused_layers(void)
     expect_error("twice.tar", 0, "twice");
 
     /* Cut inside the kernel's data (gzip), and inside a member (plain). */
-    CHECK_INT(sh("cd %s && head -c 150000 pax.tar.gz > cut.tar.gz && "
+    CHECK_INT(sh_status("cd %s && head -c 150000 pax.tar.gz > cut.tar.gz && "
                  "head -c 400000 pax.tar > cut.tar && head -c 1024 pax.tar > cut2.tar", dir), 0);
     expect_error("cut.tar.gz", 1, "truncated");
     expect_error("cut.tar", 0, "truncated");
     expect_error("cut2.tar", 0, "truncated");
     /* Only the gzip trailer missing: the tar is whole but the CRC cannot be checked. */
-    CHECK_INT(sh("cd %s && size=$(stat -c %%s pax.tar.gz) && "
+    CHECK_INT(sh_status("cd %s && size=$(stat -c %%s pax.tar.gz) && "
                  "head -c $((size - 8)) pax.tar.gz > notrailer.tar.gz", dir), 0);
     expect_error("notrailer.tar.gz", 1, "truncated");
 
     /* A changed name byte in the first header: its checksum no longer matches. */
-    CHECK_INT(sh("cd %s && cp pax.tar badsum.tar && printf X | "
+    CHECK_INT(sh_status("cd %s && cp pax.tar badsum.tar && printf X | "
                  "dd of=badsum.tar bs=1 seek=1 conv=notrunc status=none", dir), 0);
     expect_error("badsum.tar", 0, "checksum");
     /* A flipped byte in the kernel's data inside the gzip stream. */
-    CHECK_INT(sh("cd %s && cp pax.tar.gz badcrc.tar.gz && printf '\\377' | "
+    CHECK_INT(sh_status("cd %s && cp pax.tar.gz badcrc.tar.gz && printf '\\377' | "
                  "dd of=badcrc.tar.gz bs=1 seek=100000 conv=notrunc status=none", dir), 0);
     expect_error("badcrc.tar.gz", 1, "gzip");
 
@@ -212,12 +192,12 @@ static void test_existing_output(void)
     struct image_layer_out out;
     char err[512] = "";
     reset_outputs(&out);
-    CHECK_INT(sh("echo keep > %s", path_of("initrd")), 0);
-    CHECK_INT(image_layer_extract_boot(path_of("pax.tar.gz"), 1, &out, err, sizeof err), -1);
+    CHECK_INT(sh_status("echo keep > %s", fixture_path("initrd")), 0);
+    CHECK_INT(image_layer_extract_boot(fixture_path("pax.tar.gz"), 1, &out, err, sizeof err), -1);
     CHECK(strstr(err, "initrd") != NULL);
-    CHECK(!exists(path_of("vmlinuz")));
+    CHECK(!exists(fixture_path("vmlinuz")));
     /* Someone else's file is not ours to remove or change. */
-    CHECK_INT(sh("grep -qx keep %s", path_of("initrd")), 0);
+    CHECK_INT(sh_status("grep -qx keep %s", fixture_path("initrd")), 0);
 }
 
 int main(void)
@@ -227,7 +207,7 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
-    FILE *f = fopen(path_of("mk.py"), "w");
+    FILE *f = fopen(fixture_path("mk.py"), "w");
     if (!f || fputs(MK_PY, f) < 0 || fclose(f) != 0) {
         perror("mk.py");
         return 1;

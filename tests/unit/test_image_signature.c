@@ -6,6 +6,7 @@
 #include "image_signature.h"
 
 #include "check.h"
+#include "shell_fixture.h"
 #include "temp_dir.h"
 
 #include <stdarg.h>
@@ -13,36 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char dir[64];
 
 static const char *DIGEST_A =
     "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 static const char *DIGEST_B =
     "sha256:fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
-static const char *path_of(const char *name)
-{
-    static char paths[8][128];
-    static int next;
-    char *p = paths[next++ % 8];
-    snprintf(p, 128, "%s/%s", dir, name);
-    return p;
-}
-
 static int make_p256_key(const char *name)
 {
-    return sh("cd %s && openssl ecparam -name prime256v1 -genkey -noout -out %s.pem 2>/dev/null "
+    return sh_status("cd %s && openssl ecparam -name prime256v1 -genkey -noout -out %s.pem 2>/dev/null "
               "&& openssl ec -in %s.pem -pubout -out %s.pub 2>/dev/null", dir, name, name, name);
 }
 
@@ -51,10 +31,10 @@ static const char *sign(const char *key, const char *text)
 {
     static char b64[256];
     b64[0] = 0;
-    if (sh("cd %s && printf %%s '%s' | openssl dgst -sha256 -sign %s.pem | base64 -w0 > sig.b64",
+    if (sh_status("cd %s && printf %%s '%s' | openssl dgst -sha256 -sign %s.pem | base64 -w0 > sig.b64",
            dir, text, key) != 0)
         return b64;
-    FILE *f = fopen(path_of("sig.b64"), "r");
+    FILE *f = fopen(fixture_path("sig.b64"), "r");
     if (f) {
         size_t n = fread(b64, 1, sizeof b64 - 1, f);
         b64[n] = 0;
@@ -77,12 +57,12 @@ static void test_good_and_bad_signatures(void)
     const char *who = NULL;
     CHECK_INT(make_p256_key("a"), 0);
     CHECK_INT(make_p256_key("b"), 0);
-    CHECK_INT(image_trust_add_file(&trust, path_of("a.pub"), err, sizeof err), 0);
+    CHECK_INT(image_trust_add_file(&trust, fixture_path("a.pub"), err, sizeof err), 0);
     CHECK_INT(trust.count, 1);
 
     CHECK_INT(image_signature_verify_b64(&trust, DIGEST_A, sign("a", DIGEST_A), &who,
                                          err, sizeof err), 0);
-    CHECK_STR(who, path_of("a.pub"));
+    CHECK_STR(who, fixture_path("a.pub"));
 
     /* Another key's signature, and a's signature over another digest. */
     CHECK_INT(image_signature_verify_b64(&trust, DIGEST_A, sign("b", DIGEST_A), NULL,
@@ -92,15 +72,15 @@ static void test_good_and_bad_signatures(void)
                                          err, sizeof err), -1);
 
     /* With b trusted too, b's signature verifies and names b's file. */
-    CHECK_INT(image_trust_add_file(&trust, path_of("b.pub"), err, sizeof err), 0);
+    CHECK_INT(image_trust_add_file(&trust, fixture_path("b.pub"), err, sizeof err), 0);
     who = NULL;
     CHECK_INT(image_signature_verify_b64(&trust, DIGEST_B, sign("b", DIGEST_B), &who,
                                          err, sizeof err), 0);
-    CHECK_STR(who, path_of("b.pub"));
+    CHECK_STR(who, fixture_path("b.pub"));
 
     /* Only b trusted: a's signature is refused. */
     struct image_trust only_b = { 0 };
-    CHECK_INT(image_trust_add_file(&only_b, path_of("b.pub"), err, sizeof err), 0);
+    CHECK_INT(image_trust_add_file(&only_b, fixture_path("b.pub"), err, sizeof err), 0);
     CHECK_INT(image_signature_verify_b64(&only_b, DIGEST_A, sign("a", DIGEST_A), NULL,
                                          err, sizeof err), -1);
 }
@@ -109,7 +89,7 @@ static void test_bad_input(void)
 {
     struct image_trust trust = { 0 }, none = { 0 };
     char err[512];
-    CHECK_INT(image_trust_add_file(&trust, path_of("a.pub"), err, sizeof err), 0);
+    CHECK_INT(image_trust_add_file(&trust, fixture_path("a.pub"), err, sizeof err), 0);
     const char *good = sign("a", DIGEST_A);
 
     CHECK_INT(image_signature_verify_b64(&none, DIGEST_A, good, NULL, err, sizeof err), -1);
@@ -134,30 +114,30 @@ static void test_refused_keys(void)
     struct image_trust trust = { 0 };
     char err[512];
 
-    CHECK_INT(sh("cd %s && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out r.pem "
+    CHECK_INT(sh_status("cd %s && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out r.pem "
                  "2>/dev/null && openssl pkey -in r.pem -pubout -out r.pub", dir), 0);
-    CHECK_INT(image_trust_add_file(&trust, path_of("r.pub"), err, sizeof err), -1);
+    CHECK_INT(image_trust_add_file(&trust, fixture_path("r.pub"), err, sizeof err), -1);
     CHECK(strstr(err, "RSA") != NULL);
     CHECK(strstr(err, "r.pub") != NULL);
 
-    CHECK_INT(sh("cd %s && openssl ecparam -name secp384r1 -genkey -noout -out p384.pem "
+    CHECK_INT(sh_status("cd %s && openssl ecparam -name secp384r1 -genkey -noout -out p384.pem "
                  "&& openssl ec -in p384.pem -pubout -out p384.pub 2>/dev/null", dir), 0);
-    CHECK_INT(image_trust_add_file(&trust, path_of("p384.pub"), err, sizeof err), -1);
+    CHECK_INT(image_trust_add_file(&trust, fixture_path("p384.pub"), err, sizeof err), -1);
     CHECK(strstr(err, "P-384") != NULL);
     CHECK(strstr(err, "not P-256") != NULL);
 
-    CHECK_INT(sh("cd %s && openssl genpkey -algorithm ed25519 -out ed.pem && "
+    CHECK_INT(sh_status("cd %s && openssl genpkey -algorithm ed25519 -out ed.pem && "
                  "openssl pkey -in ed.pem -pubout -out ed.pub", dir), 0);
-    CHECK_INT(image_trust_add_file(&trust, path_of("ed.pub"), err, sizeof err), -1);
+    CHECK_INT(image_trust_add_file(&trust, fixture_path("ed.pub"), err, sizeof err), -1);
     CHECK(strstr(err, "Ed25519") != NULL);
 
-    CHECK_INT(sh("cd %s && openssl ec -in a.pem -pubout -conv_form compressed -out ac.pub "
+    CHECK_INT(sh_status("cd %s && openssl ec -in a.pem -pubout -conv_form compressed -out ac.pub "
                  "2>/dev/null", dir), 0);
-    CHECK_INT(image_trust_add_file(&trust, path_of("ac.pub"), err, sizeof err), -1);
+    CHECK_INT(image_trust_add_file(&trust, fixture_path("ac.pub"), err, sizeof err), -1);
     CHECK(strstr(err, "uncompressed") != NULL);
 
     /* The private key by mistake: refused, and the message says what to use instead. */
-    CHECK_INT(image_trust_add_file(&trust, path_of("a.pem"), err, sizeof err), -1);
+    CHECK_INT(image_trust_add_file(&trust, fixture_path("a.pem"), err, sizeof err), -1);
     CHECK(strstr(err, "private key") != NULL);
 
     const char *garbage =
@@ -172,7 +152,7 @@ static void test_refused_keys(void)
     const char *notder = "-----BEGIN PUBLIC KEY-----\naGVsbG8gd29ybGQ=\n-----END PUBLIC KEY-----\n";
     CHECK_INT(image_trust_add_pem(&trust, notder, strlen(notder), "notder", err, sizeof err), -1);
 
-    CHECK_INT(image_trust_add_file(&trust, path_of("missing.pub"), err, sizeof err), -1);
+    CHECK_INT(image_trust_add_file(&trust, fixture_path("missing.pub"), err, sizeof err), -1);
     CHECK(strstr(err, "missing.pub") != NULL);
     CHECK_INT(trust.count, 0);
 }
@@ -182,8 +162,8 @@ static void test_key_limit(void)
     struct image_trust trust = { 0 };
     char err[512];
     for (int i = 0; i < IMAGE_TRUST_MAX_KEYS; i++)
-        CHECK_INT(image_trust_add_file(&trust, path_of("a.pub"), err, sizeof err), 0);
-    CHECK_INT(image_trust_add_file(&trust, path_of("b.pub"), err, sizeof err), -1);
+        CHECK_INT(image_trust_add_file(&trust, fixture_path("a.pub"), err, sizeof err), 0);
+    CHECK_INT(image_trust_add_file(&trust, fixture_path("b.pub"), err, sizeof err), -1);
     CHECK(strstr(err, "too many") != NULL);
 }
 

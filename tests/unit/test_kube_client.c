@@ -66,23 +66,6 @@ static int reply(int fd, const char *status, const char *extra_headers, const ch
     return send_str(fd, head) || send_str(fd, body) ? -1 : 0;
 }
 
-static void header_value(const char *headers, const char *name, char *out, size_t outlen)
-{
-    out[0] = '\0';
-    for (const char *p = headers; (p = strstr(p, "\r\n")); ) {
-        p += 2;
-        size_t n = strlen(name);
-        if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
-            p += n + 1;
-            while (*p == ' ')
-                p++;
-            size_t len = strcspn(p, "\r\n");
-            snprintf(out, outlen, "%.*s", (int)(len < outlen ? len : outlen - 1), p);
-            return;
-        }
-    }
-}
-
 /* Answers one request by its path; returns 0 to keep the connection, -1 to close it. */
 static int answer(int fd, const char *path, const struct seen *s)
 {
@@ -167,10 +150,10 @@ static int read_request(int fd, char *path, size_t pathlen, struct seen *s)
         return -1;
     snprintf(path, pathlen, "%s", target);
     char cl[32];
-    header_value(buf, "Authorization", s->auth, sizeof s->auth);
-    header_value(buf, "User-Agent", s->user_agent, sizeof s->user_agent);
-    header_value(buf, "Accept", s->accept, sizeof s->accept);
-    header_value(buf, "Content-Length", cl, sizeof cl);
+    loopback_header_value(buf, "Authorization", s->auth, sizeof s->auth);
+    loopback_header_value(buf, "User-Agent", s->user_agent, sizeof s->user_agent);
+    loopback_header_value(buf, "Accept", s->accept, sizeof s->accept);
+    loopback_header_value(buf, "Content-Length", cl, sizeof cl);
     size_t want = (size_t)atol(cl), have = len - (size_t)(end + 4 - buf);
     if (want >= sizeof s->body)
         return -1;

@@ -95,23 +95,6 @@ static int reply(int fd, const char *status, const char *headers, const char *bo
     return send_all(fd, head, strlen(head)) || send_all(fd, body, strlen(body)) ? -1 : 0;
 }
 
-static void header_value(const char *headers, const char *name, char *out, size_t outlen)
-{
-    out[0] = '\0';
-    for (const char *p = headers; (p = strstr(p, "\r\n")); ) {
-        p += 2;
-        size_t n = strlen(name);
-        if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
-            p += n + 1;
-            while (*p == ' ')
-                p++;
-            size_t len = strcspn(p, "\r\n");
-            snprintf(out, outlen, "%.*s", (int)(len < outlen ? len : outlen - 1), p);
-            return;
-        }
-    }
-}
-
 static int read_request(int fd, struct req *r)
 {
     char buf[8192];
@@ -131,9 +114,9 @@ static int read_request(int fd, struct req *r)
     memset(r, 0, sizeof *r);
     if (sscanf(buf, "%15s %511s", r->method, r->target) != 2)
         return -1;
-    header_value(buf, "Authorization", r->auth, sizeof r->auth);
-    header_value(buf, "Accept", r->accept, sizeof r->accept);
-    header_value(buf, "Range", r->range, sizeof r->range);
+    loopback_header_value(buf, "Authorization", r->auth, sizeof r->auth);
+    loopback_header_value(buf, "Accept", r->accept, sizeof r->accept);
+    loopback_header_value(buf, "Range", r->range, sizeof r->range);
     return 0;   /* GET only: no body follows */
 }
 
