@@ -19,6 +19,7 @@
 #include "oci_registry.h"
 
 #include "file_io.h"
+#include "kubeconfig.h"   /* kube_wipe_free_str: credentials are wiped before they are freed */
 #include "log.h"
 
 #include <bearssl.h>
@@ -167,16 +168,6 @@ static char *dup_opt(const char *s, int *ok)
     return d;
 }
 
-static void wipe_free(char *s)
-{
-    if (!s)
-        return;
-    volatile char *p = s;
-    while (*p)
-        *p++ = '\0';
-    free(s);
-}
-
 struct oci_registry *oci_registry_open(const struct oci_ref *ref,
                                        const struct oci_registry_options *opts,
                                        char *err, size_t errlen)
@@ -226,9 +217,9 @@ void oci_registry_close(struct oci_registry *reg)
     }
     free(reg->ca_file);
     free(reg->user_agent);
-    wipe_free(reg->username);
-    wipe_free(reg->password);
-    wipe_free(reg->token);
+    kube_wipe_free_str(reg->username);
+    kube_wipe_free_str(reg->password);
+    kube_wipe_free_str(reg->token);
     free(reg);
 }
 
@@ -595,7 +586,7 @@ static int fetch_token(struct oci_registry *reg, const struct challenge *c, char
                      "(%s, %s)", reg->registry, st,
                      reg->username ? "wrong username or password?" : "no credentials given");
     } else if (rc == 0) {
-        wipe_free(reg->token);
+        kube_wipe_free_str(reg->token);
         reg->token = NULL;
         if (token_from_reply(m.buf ? m.buf : "", m.len, &reg->token) < 0)
             rc = set_err(err, errlen, "registry %s: the token service answered no usable token",
@@ -864,11 +855,7 @@ static void fsync_parent(const char *path)
         *slash = '\0';
     else
         snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+    file_sync_dir(dir, NULL, 0);   /* if the rename is lost in a crash, the blob is fetched again */
 }
 
 /* The bytes are all there: keep them under path if they are the blob, drop them if not. */

@@ -17,6 +17,7 @@
 #include "file_read.h"
 #include "image_layer.h"
 #include "image_signature.h"
+#include "kubeconfig.h"   /* kube_wipe_free */
 #include "log.h"
 #include "node_config.h"
 #include "node_reboot.h"
@@ -133,8 +134,7 @@ static int load_credentials(const char *path, struct upgrade_ctx *ctx, char *err
         snprintf(ctx->user, sizeof ctx->user, "%s", text);
         snprintf(ctx->pass, sizeof ctx->pass, "%s", colon + 1);
     }
-    memset(text, 0, len);
-    free(text);
+    kube_wipe_free(text, len);
     return rc;
 }
 
@@ -426,7 +426,7 @@ out:
     json_decref(img.manifest);
     oci_registry_close(ctx->reg);
     ctx->reg = NULL;
-    memset(ctx->pass, 0, sizeof ctx->pass);
+    explicit_bzero(ctx->pass, sizeof ctx->pass);
     return rc;
 }
 
